@@ -1,0 +1,1 @@
+"""Machine-readable manifests of the paper's datasets, and a verifier for local copies."""

@@ -1,0 +1,27 @@
+"""Fixtures for the DRR tests: shared data paths (skip when absent) and small phantoms."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def shared_data_dir() -> Path:
+    return Path(os.environ.get("UMED_SHARED_DATA") or REPO / ".." / "shared" / "data")
+
+
+@pytest.fixture(scope="session")
+def chest_ct_path() -> Path:
+    path = shared_data_dir() / "ct" / "chest_ct.nii.gz"
+    if not path.is_file():
+        pytest.skip(f"real chest CT not found at {path} (set UMED_SHARED_DATA to ../shared/data)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def chest_volume(chest_ct_path):
+    from drr.volume_io import check_volume, read_volume_file
+    return check_volume(read_volume_file(chest_ct_path))
