@@ -1,0 +1,175 @@
+"""Tables 1 and 3: fine-tune on one X-ray, render 72 views, score every view.
+
+For each dataset, evaluation patient and input view, every method fine-tunes
+the dataset's checkpoint on that patient's DRR at the input view (with its loss
+weights: fixed (w_r, w_mse) or learned) and renders the 72 views. Each view is
+scored against the patient's DRR of that view. Two baselines need no model:
+the input copied to every view, and the mean training image of each view
+(training patients = those in the data folder that are not evaluated).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm import tqdm
+
+from umed_common.errors import UserError
+from umed_common.images import read_gray
+
+from .config import BenchConfig, DatasetSpec, LossWeights, SingleViewSpec
+from .metrics import score_views
+
+N_VIEWS = 72
+BASELINE_COPY = "baseline: input copied"
+BASELINE_MEAN = "baseline: mean training image"
+
+
+@dataclass
+class PatientViews:
+    """Ground truth of one patient at the scoring size: (72, H, W) uint8 and which views exist."""
+
+    images: np.ndarray
+    present: np.ndarray  # (72,) bool; the knee release lacks some views
+
+
+@dataclass
+class SingleViewResult:
+    rows: pd.DataFrame  # tidy: dataset, method, patient, input_view, view, convention, metric, value
+    renders: dict[tuple[str, str, str, int], np.ndarray] = field(default_factory=dict)  # -> (72, H, W) uint8
+    truth: dict[tuple[str, str], PatientViews] = field(default_factory=dict)
+    histories: dict[tuple[str, str, str, int], pd.DataFrame] = field(default_factory=dict)
+    jobs: list[dict] = field(default_factory=list)  # one record per fine-tune: sizes, iterations, seconds
+
+
+def resize_to(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W) uint8 -> (size) uint8; Pillow's bilinear filter antialiases when shrinking."""
+    if image.shape == tuple(size):
+        return image
+    return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.BILINEAR))
+
+
+def load_patient(views: dict[int, Path], size: tuple[int, int]) -> PatientViews:
+    images = np.zeros((N_VIEWS, *size), dtype=np.uint8)
+    present = np.zeros(N_VIEWS, dtype=bool)
+    for index, path in views.items():
+        if 0 <= index < N_VIEWS:
+            images[index], present[index] = resize_to(read_gray(path), size), True
+    return PatientViews(images, present)
+
+
+def check_eval_set(dataset: DatasetSpec, discovered: dict[str, dict[int, Path]]) -> None:
+    """UserError for patients or input views the data folder does not have."""
+    if not discovered:
+        raise UserError(f"datasets.{dataset.name}: no DRRs (PP_xrayKKKK.png) found in {dataset.data_dir}")
+    if not dataset.eval_patients:
+        raise UserError(f"datasets.{dataset.name}: eval_patients is empty; name the patients to evaluate")
+    for patient in dataset.eval_patients:
+        if patient not in discovered:
+            raise UserError(f"datasets.{dataset.name}: patient {patient} not in {dataset.data_dir} "
+                            f"(found {', '.join(sorted(discovered))})")
+        for view in dataset.input_views:
+            if view not in discovered[patient]:
+                raise UserError(f"datasets.{dataset.name}: patient {patient} has no view {view} in {dataset.data_dir}")
+
+
+def mean_training_views(discovered: dict[str, dict[int, Path]], eval_patients: tuple[str, ...],
+                        size: tuple[int, int]) -> PatientViews | None:
+    """Per view index, the mean over training patients' DRRs; None when no patient is left for training."""
+    training = [p for p in sorted(discovered) if p not in eval_patients]
+    if not training:
+        return None
+    total = np.zeros((N_VIEWS, *size))
+    count = np.zeros(N_VIEWS)
+    for patient in training:
+        views = load_patient(discovered[patient], size)
+        total[views.present] += views.images[views.present]
+        count += views.present
+    present = count > 0
+    total[present] /= count[present, None, None]
+    return PatientViews(np.round(total).astype(np.uint8), present)
+
+
+def score_rows(renders: np.ndarray, truth: PatientViews, conventions: tuple[str, ...], **labels) -> list[dict]:
+    """Tidy rows for the views that have ground truth (and a render)."""
+    rows = []
+    for convention in conventions:
+        scores = score_views(renders[truth.present], truth.images[truth.present], convention)
+        for metric, values in scores.items():
+            for view, value in zip(np.flatnonzero(truth.present), values):
+                rows.append({**labels, "view": int(view), "convention": convention,
+                             "metric": metric, "value": float(value)})
+    return rows
+
+
+def _finetune(model_api, dataset: DatasetSpec, xray: np.ndarray, view: int, weights: LossWeights,
+              spec: SingleViewSpec, config: BenchConfig, device: str):
+    return model_api.finetune(dataset.checkpoint, xray, input_view_index=view, loss_weights=weights,
+                              max_iters=spec.max_iters, psnr_target=spec.psnr_target, device=device,
+                              seed=config.seed, progress=False)
+
+
+def _render_size(model_api, checkpoint: Path, device: str) -> tuple[int, int]:
+    size = model_api.load_checkpoint(checkpoint, device=device).image_size
+    return (size, size) if isinstance(size, int) else tuple(size)
+
+
+def run_dataset(spec: SingleViewSpec, dataset: DatasetSpec, config: BenchConfig, device: str,
+                result: SingleViewResult, rows: list[dict], progress: bool) -> None:
+    from model import api as model_api  # the model package is only needed by tables 1 and 3
+
+    if spec.methods and dataset.checkpoint is None:
+        raise UserError(f"datasets.{dataset.name}: a checkpoint is needed to fine-tune {', '.join(spec.methods)}")
+    if dataset.checkpoint is not None and not dataset.checkpoint.is_file():
+        raise UserError(f"datasets.{dataset.name}.checkpoint: no such file {dataset.checkpoint}")
+    discovered = model_api.discover_drr_images(dataset.data_dir)
+    check_eval_set(dataset, discovered)
+    size = _render_size(model_api, dataset.checkpoint, device)
+    mean_views = mean_training_views(discovered, dataset.eval_patients, size) if spec.baselines else None
+    if spec.baselines and mean_views is None:
+        print(f"note: {dataset.name}: every patient is evaluated, so there is no mean-training-image baseline")
+    jobs = [(p, v, m) for p in dataset.eval_patients for v in dataset.input_views for m in spec.methods]
+    for patient in dataset.eval_patients:
+        result.truth[(dataset.name, patient)] = load_patient(discovered[patient], size)
+    for patient, view, method in tqdm(jobs, desc=f"fine-tune {dataset.name}", disable=not progress, unit="job"):
+        truth = result.truth[(dataset.name, patient)]
+        xray = read_gray(discovered[patient][view])  # native size: the model resizes its own input
+        start = time.perf_counter()
+        outcome = _finetune(model_api, dataset, xray, view, spec.methods[method], spec, config, device)
+        seconds = time.perf_counter() - start
+        key = (dataset.name, method, patient, view)
+        views = np.asarray(outcome.views, dtype=np.uint8)
+        if views.shape[1:] != size:  # score every method and baseline at one size
+            views = np.stack([resize_to(v, size) for v in views])
+        result.renders[key], result.histories[key] = views, outcome.history
+        result.jobs.append({"dataset": dataset.name, "method": method, "patient": patient, "input_view": view,
+                            "iterations": int(len(outcome.history)), "seconds": round(seconds, 3),
+                            "height": size[0], "width": size[1]})
+        rows += score_rows(result.renders[key], truth, spec.conventions, dataset=dataset.name, method=method,
+                           patient=patient, input_view=view)
+    for patient in dataset.eval_patients if spec.baselines else ():
+        truth = result.truth[(dataset.name, patient)]
+        for view in dataset.input_views:
+            baselines = {BASELINE_COPY: np.repeat(truth.images[view][None], N_VIEWS, axis=0)}
+            if mean_views is not None:
+                baselines[BASELINE_MEAN] = mean_views.images
+            for method, renders in baselines.items():
+                result.renders[(dataset.name, method, patient, view)] = renders
+                scored = PatientViews(truth.images, truth.present & (mean_views.present if method == BASELINE_MEAN
+                                                                    else truth.present))
+                rows += score_rows(renders, scored, spec.conventions, dataset=dataset.name, method=method,
+                                   patient=patient, input_view=view)
+
+
+def run_single_view(spec: SingleViewSpec, config: BenchConfig, device: str, progress: bool = True) -> SingleViewResult:
+    """Fine-tune and score every (dataset, patient, input view, method) of a table-1/3 spec."""
+    result, rows = SingleViewResult(rows=pd.DataFrame()), []
+    for name in spec.datasets:
+        run_dataset(spec, config.datasets[name], config, device, result, rows, progress)
+    result.rows = pd.DataFrame(rows, columns=["dataset", "method", "patient", "input_view", "view",
+                                              "convention", "metric", "value"])
+    return result

@@ -1,0 +1,41 @@
+"""Fixtures for the benchmark tests: real DRRs read in place, random-weight FID network."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmark.inception import random_inception_state_dict
+
+
+def shared_data_dir() -> Path:
+    if os.environ.get("UMED_SHARED_DATA"):
+        return Path(os.environ["UMED_SHARED_DATA"])
+    return Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def knee_dir() -> Path:
+    folder = shared_data_dir() / "mednerf_drr" / "knee"
+    if not folder.is_dir():
+        pytest.skip(f"real knee DRRs not found at {folder} (set UMED_SHARED_DATA to the shared data folder)")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def random_weights_file(tmp_path_factory) -> Path:
+    """The FID Inception architecture with RANDOM weights, built explicitly for tests.
+
+    Values computed with it exercise the code, not the published FID scale.
+    """
+    path = tmp_path_factory.mktemp("inception") / "random_fid_inception_for_tests.pth"
+    torch.save(random_inception_state_dict(seed=0), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def feature_cache_dir(tmp_path_factory) -> Path:
+    """Shared across tests: features are keyed by content, so later tests reuse earlier ones."""
+    return tmp_path_factory.mktemp("feature_cache")

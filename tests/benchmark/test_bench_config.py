@@ -1,0 +1,70 @@
+import pytest
+import yaml
+
+from benchmark.config import QUICK_FINETUNE_ITERS, apply_quick, load_config, parse_config
+from umed_common.errors import UserError
+
+BASE = {"datasets": {"knee": {"data_dir": "data/knee", "checkpoint": "runs/knee/model.pt",
+                              "eval_patients": [4, "05"], "input_views": [0, 18]}},
+        "table1": {"datasets": ["knee"], "methods": {"MedNeRF": [0.3, 0.1], "UMedNeRF": "learned"},
+                   "max_iters": 500},
+        "table3": {"dataset": "knee", "methods": {"learned": "learned", "0.6/0.4": [0.6, 0.4]}}}
+
+
+def with_change(path, value):
+    raw = yaml.safe_load(yaml.safe_dump(BASE))
+    node = raw
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return raw
+
+
+def test_parses_patients_views_and_weights():
+    config = parse_config(BASE)
+    knee = config.datasets["knee"]
+    assert knee.eval_patients == ("04", "05") and knee.input_views == (0, 18)
+    assert config.table1.methods == {"MedNeRF": (0.3, 0.1), "UMedNeRF": "learned"}
+    assert config.table3.datasets == ("knee",) and config.table2 is None
+
+
+@pytest.mark.parametrize("path,value,message", [
+    (("tabel1",), {}, "unknown key(s) tabel1"),
+    (("datasets", "knee", "eval_patient"), [1], "datasets.knee: unknown key(s) eval_patient"),
+    (("table1", "max_iter"), 3, "table1: unknown key(s) max_iter"),
+    (("table1", "methods", "MedNeRF"), [0.3], "loss weights must be"),
+    (("table1", "datasets"), ["chest"], "dataset 'chest' is not defined"),
+    (("table1", "max_iters"), "many", "expected an integer"),
+    (("datasets", "knee", "input_views"), 0, "must be lists"),
+])
+def test_mistakes_are_one_line_user_errors(path, value, message):
+    with pytest.raises(UserError) as caught:
+        parse_config(with_change(path, value))
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_load_config_reports_missing_and_invalid_files(tmp_path):
+    with pytest.raises(UserError, match="no such config file"):
+        load_config(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("datasets: [unclosed\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_config(bad)
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(BASE))
+    config, text = load_config(good)
+    assert text == good.read_text() and "knee" in config.datasets
+
+
+def test_quick_preset_keeps_one_case_and_few_iterations():
+    quick = apply_quick(parse_config(BASE))
+    assert quick.datasets["knee"].eval_patients == ("04",) and quick.datasets["knee"].input_views == (0,)
+    assert quick.table1.max_iters == QUICK_FINETUNE_ITERS and quick.table3.max_iters == QUICK_FINETUNE_ITERS
+
+
+@pytest.mark.parametrize("name", ["knee_cpu.yaml", "paper.yaml"])
+def test_shipped_configs_are_valid(name):
+    from pathlib import Path
+
+    config, _ = load_config(Path(__file__).resolve().parents[2] / "benchmark" / "configs" / name)
+    assert "knee" in config.datasets and config.table1 is not None and config.table3 is not None
