@@ -60,3 +60,13 @@ def test_png_round_trip_and_bad_image(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not a png")
     with pytest.raises(UserError, match="not a readable image"):
         read_gray(tmp_path / "bad.png")
+
+
+def test_atomic_outputs_get_umask_mode_not_owner_only(tmp_path):
+    import os
+    mask = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / "m.txt", "x")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "m.txt").stat().st_mode & 0o777 == 0o644
