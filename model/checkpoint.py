@@ -1,0 +1,47 @@
+"""Checkpoints: plain state dicts plus the config and a format version, written atomically and read
+with torch.load(weights_only=True)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from umed_common.atomic import atomic_path
+from umed_common.errors import UserError
+
+from .config import ModelConfig, config_from_dict, config_to_dict
+
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(path: str | Path, cfg: ModelConfig, iteration: int, states: dict) -> None:
+    """states: name -> state dict (generator, generator_ema, discriminator, optimisers, ...)."""
+    payload = {"format_version": FORMAT_VERSION, "config": config_to_dict(cfg), "iteration": iteration,
+               **states}
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(payload, tmp)
+
+
+def read_checkpoint(path: str | Path) -> tuple[ModelConfig, dict]:
+    """-> (config, payload); a missing, foreign or newer-format file is a one-line UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such checkpoint")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for a file that is not a checkpoint
+        raise UserError(f"{path}: not a readable checkpoint ({type(err).__name__})") from None
+    if not isinstance(payload, dict) or "format_version" not in payload or "config" not in payload:
+        raise UserError(f"{path}: not a umednerf model checkpoint")
+    if payload["format_version"] != FORMAT_VERSION:
+        raise UserError(f"{path}: checkpoint format {payload['format_version']}, this code reads {FORMAT_VERSION}")
+    return config_from_dict(payload["config"]), payload
+
+
+def load_state(module: torch.nn.Module, state: dict, path: str | Path, what: str) -> None:
+    """load_state_dict that reports a mismatching architecture as a one-line UserError."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise UserError(f"{path}: {what} does not match its config (checkpoint from another config? {first})") from None

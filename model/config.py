@@ -1,0 +1,250 @@
+"""One validated configuration schema for the model, loaded from YAML.
+
+Every size and hyper-parameter of REFERENCE sections 3-5 lives here, so a config file is the
+whole description of an experiment. Unknown keys are a user mistake, never silently ignored.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from dataclasses import field as _field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from umed_common.errors import UserError
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+@dataclass
+class CameraConfig:
+    fov_deg: float = 10.0
+    radius: tuple[float, float] = (9.5, 10.5)
+    azimuth_deg: tuple[float, float] = (0.0, 360.0)
+    polar_deg: tuple[float, float] = (70.0, 85.0)
+    # samples run from `depth_in_front` units before the origin to `depth_behind` after it (REFERENCE 3)
+    depth_in_front: float = 3.0
+    depth_behind: float = 2.0
+
+
+@dataclass
+class FieldConfig:
+    n_layers: int = 8
+    width: int = 256
+    skip_layer: int = 4            # the input is re-concatenated to the output of this layer (0-based, NeRF)
+    pos_freqs: int = 10
+    dir_freqs: int = 4
+    z_shape_dim: int = 128
+    z_app_dim: int = 128
+    colour_width: int = 128
+    # bfloat16 autocast of the MLP (matmuls in bf16, accumulation and rendering in fp32): about 2x
+    # faster on CPUs with AVX512-BF16/AMX and on recent GPUs; float32 is the faithful default
+    precision: str = "float32"
+
+
+@dataclass
+class RenderConfig:
+    renderer: str = "emission"     # emission (upstream alpha compositing) | xray (Beer-Lambert line integral)
+    n_samples: int = 64
+    density_noise_std: float = 1.0
+    density_noise_decay_iters: int = 5000
+
+
+@dataclass
+class PatchConfig:
+    size: int = 32
+    # s_min = min(max_scale_min, max(min_scale, exp(-decay * floor(it / decay_every)))) (REFERENCE 3)
+    min_scale: float = 0.25
+    max_scale_min: float = 0.9
+    scale_decay: float = 0.0075
+    scale_decay_every: int = 1000
+
+
+@dataclass
+class DiscriminatorConfig:
+    kind: str = "mednerf"          # mednerf (self-supervised, hinge) | graf (patch D, non-saturating + R1)
+    width: int = 64
+    loss: str = "hinge"            # hinge (soft labels) | nonsaturating
+    r1_gamma: float = 0.0          # MedNeRF's config asks for 10 but its trainer never applies it
+    augmented_head_weight: float = 0.2 / 3
+    recon_weight: float = 1.0
+    recon_size: int = 128          # decoders reconstruct the real patch (and a quadrant) at this size
+    soft_label_min: float = 0.8
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 8
+    lr_g: float = 5e-4
+    lr_d: float = 1e-4
+    lr_milestones: tuple[int, ...] = (50000, 100000, 200000)
+    lr_gamma: float = 0.5
+    ema_beta: float = 0.999
+    max_iters: int = 100000
+    checkpoint_every: int = 1000
+    keep_checkpoints_every: int = 0   # 0: keep only the latest; N: also keep model_itN.pt every N iterations
+    sample_every: int = 1000
+    log_every: int = 10
+    n_sample_images: int = 16
+    sample_size: int = 64          # sample grids are rendered at this size (focal rescaled)
+
+
+@dataclass
+class FinetuneConfig:
+    lr: float = 5e-4
+    max_iters: int = 5000
+    psnr_target: float = 25.0
+    polar_deg: float = 77.5
+    radius: float = 10.5
+    render_size: int = 0            # 0: fine-tune at image_size; smaller is faster (focal rescaled)
+    loss_weights: str = "learned"   # learned | "w_r,w_mse" fixed
+    uncertainty_form: str = "logvar"  # logvar (stable Eq. 5) | log1p (public-code variant)
+    uncertainty_lr: float = 1e-3
+    pose_search_step_deg: float = 10.0
+    view_step_deg: float = 5.0      # sign chooses the rotation direction of the 72 views
+    log_every: int = 1
+    render_chunk: int = 8192
+
+
+@dataclass
+class ModelConfig:
+    name: str = "model"
+    image_size: int = 128
+    perceptual: str = "vgg16"       # vgg16 (ImageNet weights, offline) | ssim (weight-free 1 - SSIM)
+    camera: CameraConfig = _field(default_factory=CameraConfig)
+    field: FieldConfig = _field(default_factory=FieldConfig)
+    render: RenderConfig = _field(default_factory=RenderConfig)
+    patch: PatchConfig = _field(default_factory=PatchConfig)
+    discriminator: DiscriminatorConfig = _field(default_factory=DiscriminatorConfig)
+    train: TrainConfig = _field(default_factory=TrainConfig)
+    finetune: FinetuneConfig = _field(default_factory=FinetuneConfig)
+
+    @property
+    def z_dim(self) -> int:
+        return self.field.z_shape_dim + self.field.z_app_dim
+
+    @property
+    def image_channels(self) -> int:
+        """Emission renders RGB like upstream (gray images replicated); xray one attenuation channel."""
+        return 1 if self.render.renderer == "xray" else 3
+
+
+_CHOICES = {
+    ("render", "renderer"): ("emission", "xray"),
+    ("discriminator", "kind"): ("mednerf", "graf"),
+    ("discriminator", "loss"): ("hinge", "nonsaturating"),
+    ("finetune", "uncertainty_form"): ("logvar", "log1p"),
+    ((), "perceptual"): ("vgg16", "ssim"),
+    ("field", "precision"): ("float32", "bfloat16"),
+}
+
+
+def _build(cls, data: Any, where: str):
+    if not isinstance(data, dict):
+        raise UserError(f"config {where or 'file'}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise UserError(f"config {where or 'top level'}: unknown key(s) {', '.join(unknown)}")
+    kwargs = {}
+    for name, value in data.items():
+        default = getattr(cls(), name)
+        key = f"{where}.{name}" if where else name
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _build(type(default), value, key)
+        else:
+            kwargs[name] = _coerce(default, value, key)
+    return cls(**kwargs)
+
+
+def _coerce(default: Any, value: Any, key: str) -> Any:
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"config {key}: expected a list, got {value!r}")
+        return tuple(_coerce(default[0] if default else 0.0, v, key) for v in value)
+    if isinstance(default, bool) or isinstance(default, str):
+        if type(value) is not type(default):
+            raise UserError(f"config {key}: expected {type(default).__name__}, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise UserError(f"config {key}: expected an integer, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise UserError(f"config {key}: expected a number, got {value!r}")
+        return float(value)
+    return value
+
+
+def _validate(cfg: ModelConfig) -> None:
+    for (section, name), allowed in _CHOICES.items():
+        value = getattr(getattr(cfg, section) if section else cfg, name)
+        if value not in allowed:
+            raise UserError(f"config {'.'.join([section, name]) if section else name}: "
+                            f"{value!r} is not one of {', '.join(allowed)}")
+    if cfg.field.skip_layer >= cfg.field.n_layers - 1 or cfg.field.n_layers < 2:
+        raise UserError("config field: need n_layers >= 2 and skip_layer < n_layers - 1")
+    if cfg.image_size < 8 or cfg.patch.size < 8 or cfg.patch.size > cfg.image_size:
+        raise UserError("config: need 8 <= patch.size <= image_size")
+    if cfg.discriminator.kind == "mednerf" and cfg.patch.size != 32:
+        raise UserError("config: the mednerf discriminator expects patch.size 32")
+    size = cfg.discriminator.recon_size
+    if size < 16 or size & (size - 1):
+        raise UserError("config discriminator.recon_size: must be a power of two >= 16")
+    parse_loss_weights(cfg.finetune.loss_weights)
+
+
+def parse_loss_weights(text: str | tuple[float, float]) -> tuple[float, float] | None:
+    """'learned' -> None (uncertainty weighting); 'a,b' or (a, b) -> fixed (w_r, w_mse)."""
+    if isinstance(text, tuple):
+        weights = text
+    elif text == "learned":
+        return None
+    else:
+        try:
+            weights = tuple(float(v) for v in text.split(","))
+        except ValueError:
+            raise UserError(f"loss weights {text!r}: use 'learned' or two numbers 'w_r,w_mse'") from None
+    if len(weights) != 2 or min(weights) < 0:
+        raise UserError(f"loss weights {text!r}: need two non-negative numbers w_r,w_mse")
+    return (float(weights[0]), float(weights[1]))
+
+
+def config_from_dict(data: dict) -> ModelConfig:
+    cfg = _build(ModelConfig, data, "")
+    _validate(cfg)
+    return cfg
+
+
+def config_to_dict(cfg: ModelConfig) -> dict:
+    """Plain dict (lists, not tuples) that round-trips through YAML and checkpoints."""
+    def plain(value):
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+    return plain(dataclasses.asdict(cfg))
+
+
+def load_config(path_or_name: str | Path) -> ModelConfig:
+    """Load a YAML config by path, or by bare name of a bundled config (`cpu`, `knee.yaml`)."""
+    path = Path(path_or_name)
+    if not path.is_file():
+        bundled = CONFIG_DIR / (path.name if path.suffix else f"{path.name}.yaml")
+        if path.parent == Path(".") and bundled.is_file():
+            path = bundled
+        else:
+            names = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+            raise UserError(f"{path_or_name}: no such config file (bundled configs: {names})")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise UserError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    cfg = config_from_dict(data or {})
+    if "name" not in (data or {}):
+        cfg.name = path.stem
+    return cfg

@@ -1,0 +1,146 @@
+"""Stage 2: fine-tune the generator on one X-ray with uncertainty-weighted losses (paper Eq. 5, REFERENCE 5),
+then render the 72 views. z is drawn once and kept fixed; all generator weights are optimised."""
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from umed_common.errors import UserError
+from umed_common.images import minmax_to_uint8
+
+from .config import parse_loss_weights
+from .inference import LoadedModel, load_checkpoint, render_gray, to_gray, view_poses
+from .losses import mse_loss
+from .perceptual import build_perceptual, ssim
+from .pose_search import minmax_signed, search_azimuth
+from .train_step import seeded_generator
+from .uncertainty import build_weighting
+
+N_VIEWS = 72
+_STREAM_FINETUNE_Z = 6
+
+
+@dataclass
+class FinetuneResult:
+    views: np.ndarray          # (72, H, W) uint8, views[k] is DRR view k (k * 5 deg), min-max normalised
+    input_view_index: int
+    azimuth_deg: float         # azimuth of the input view in the model's frame (estimated or given)
+    history: pd.DataFrame      # per step: iteration, loss, loss_r, loss_mse, sigma_1, sigma_2, psnr, ssim
+    z: torch.Tensor | None = None
+    generator: torch.nn.Module | None = None    # the fine-tuned generator (for --export-volume)
+
+
+def prepare_xray(xray: np.ndarray, size: int) -> torch.Tensor:
+    """(H, W) uint8 (any size) -> (size, size) in [-1, 1] after min-max normalisation; warns on resize."""
+    xray = np.asarray(xray)
+    if xray.ndim != 2:
+        raise UserError(f"X-ray must be a 2-D grayscale image, got shape {xray.shape}")
+    image = torch.from_numpy(minmax_to_uint8(xray).astype(np.float32) / 127.5 - 1.0)[None, None]
+    if image.shape[-2:] != (size, size):
+        warnings.warn(f"X-ray of {xray.shape[1]}x{xray.shape[0]} px resized to the model size {size}x{size}",
+                      stacklevel=3)
+        image = F.interpolate(image, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return image[0, 0]
+
+
+def psnr_uint8(prediction: np.ndarray, target: np.ndarray) -> float:
+    """PSNR (dB) of uint8 images, data range 255."""
+    mse = np.mean((prediction.astype(np.float64) - target.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+
+
+def _step_metrics(render: torch.Tensor, target_u8: np.ndarray) -> tuple[float, float]:
+    pred_u8 = minmax_to_uint8(render.detach().cpu().numpy())
+    pred_t = torch.from_numpy(pred_u8.astype(np.float32))[None, None]
+    ssim_value = float(ssim(pred_t, torch.from_numpy(target_u8.astype(np.float32))[None, None], 255.0))
+    return psnr_uint8(pred_u8, target_u8), ssim_value
+
+
+def _optimise(model: LoadedModel, generator, z, pose, target, weights, max_iters, psnr_target,
+              perceptual, progress) -> pd.DataFrame:
+    """Fine-tune `generator` in place on the full render at `pose`; returns the per-step history."""
+    cfg = model.config.finetune
+    size = target.shape[-1]
+    weighting = build_weighting(weights, cfg.uncertainty_form).to(model.device)
+    opt_g = torch.optim.RMSprop(generator.parameters(), lr=cfg.lr)
+    learned = list(weighting.parameters())
+    opt_w = torch.optim.Adam(learned, lr=cfg.uncertainty_lr) if learned else None
+    target_u8 = minmax_to_uint8(target.cpu().numpy())
+    target_img = target[None, None].to(model.device)
+    rows = []
+    bar = tqdm(range(1, max_iters + 1), disable=not progress, desc="fine-tune", unit="it")
+    for iteration in bar:
+        render = to_gray(generator.render_image_with_grad(z, pose, size, chunk_rays=cfg.render_chunk))[:, None]
+        loss_r, loss_mse = perceptual(render, target_img), mse_loss(render, target_img)
+        loss = weighting(torch.stack([loss_r, loss_mse]))
+        opt_g.zero_grad(set_to_none=True)
+        if opt_w is not None:
+            opt_w.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_g.step()
+        if opt_w is not None:
+            opt_w.step()
+        psnr, ssim_value = _step_metrics(render[0, 0], target_u8)
+        sigma = weighting.sigmas().cpu().tolist()
+        rows.append({"iteration": iteration, "loss": loss.item(), "loss_r": loss_r.item(),
+                     "loss_mse": loss_mse.item(), "sigma_1": sigma[0], "sigma_2": sigma[1],
+                     "psnr": psnr, "ssim": ssim_value})
+        bar.set_postfix(psnr=f"{psnr:.2f}")
+        if psnr_target is not None and psnr >= psnr_target:
+            break
+    bar.close()
+    return pd.DataFrame(rows, columns=["iteration", "loss", "loss_r", "loss_mse", "sigma_1", "sigma_2",
+                                       "psnr", "ssim"])
+
+
+def finetune(checkpoint: str | Path, xray: np.ndarray, *, input_view_index: int = 0,
+             loss_weights: str | tuple[float, float] = "learned", azimuth_deg: float | None = None,
+             max_iters: int | None = None, psnr_target: float | None = None, device: str = "auto",
+             seed: int = 0, progress: bool = True, perceptual_weights: str | Path | None = None
+             ) -> FinetuneResult:
+    """Fine-tune on one X-ray ((H, W) uint8, any size) and render the 72 views at the config's size."""
+    if not 0 <= input_view_index < N_VIEWS:
+        raise UserError(f"input view index {input_view_index}: must be in 0..{N_VIEWS - 1}")
+    weights = parse_loss_weights(loss_weights)
+    model = load_checkpoint(checkpoint, device)
+    cfg = model.config
+    ft = cfg.finetune
+    perceptual = build_perceptual(cfg.perceptual, perceptual_weights).to(model.device)
+    render_size = ft.render_size or cfg.image_size
+    target = prepare_xray(xray, cfg.image_size)
+    target_small = target if render_size == cfg.image_size else F.interpolate(
+        target[None, None], size=(render_size, render_size), mode="bilinear", antialias=True)[0, 0]
+    z = torch.randn(1, cfg.z_dim, generator=seeded_generator(seed, _STREAM_FINETUNE_Z)).to(model.device)
+    if azimuth_deg is None:
+        azimuth_deg, _, _ = search_azimuth(model.generator, z, target_small, ft.polar_deg, ft.radius,
+                                           ft.pose_search_step_deg, ft.render_chunk, progress)
+    generator = copy.deepcopy(model.generator).train().requires_grad_(True)
+    pose = view_poses(torch.tensor([azimuth_deg]), ft.polar_deg, ft.radius).to(model.device)
+    history = _optimise(model, generator, z, pose, target_small, weights,
+                        ft.max_iters if max_iters is None else max_iters,
+                        ft.psnr_target if psnr_target is None else psnr_target, perceptual, progress)
+    generator.eval().requires_grad_(False)
+    views = render_views(generator, z, azimuth_deg, input_view_index, cfg, progress)
+    return FinetuneResult(views, input_view_index, float(azimuth_deg), history, z, generator)
+
+
+def view_azimuths(azimuth_deg: float, input_view_index: int, step_deg: float) -> torch.Tensor:
+    """(72,) model azimuths of DRR views 0..71, anchored so view `input_view_index` is at `azimuth_deg`."""
+    return (azimuth_deg + (torch.arange(N_VIEWS, dtype=torch.float64) - input_view_index) * step_deg) % 360.0
+
+
+def render_views(generator, z, azimuth_deg: float, input_view_index: int, cfg, progress: bool) -> np.ndarray:
+    """(72, S, S) uint8 at the config's image size, each min-max normalised."""
+    azimuths = view_azimuths(azimuth_deg, input_view_index, cfg.finetune.view_step_deg).float()
+    pose = view_poses(azimuths, cfg.finetune.polar_deg, cfg.finetune.radius)
+    images = render_gray(generator, z, pose, cfg.image_size, cfg.finetune.render_chunk, progress, "72 views")
+    return np.stack([minmax_to_uint8(image) for image in images.cpu().numpy()])

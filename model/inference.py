@@ -1,0 +1,83 @@
+"""Using a trained generator: load it from a checkpoint, render views, sample images."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from umed_common.device import resolve_device
+from umed_common.images import minmax_to_uint8
+
+from .cameras import sample_pose_prior
+from .checkpoint import load_state, read_checkpoint
+from .config import ModelConfig
+from .generator import Generator
+from .train_step import seeded_generator
+
+_STREAM_SAMPLE_IMAGES = 5
+
+
+@dataclass
+class LoadedModel:
+    config: ModelConfig
+    generator: Generator        # the EMA generator, eval mode
+    image_size: int
+    device: torch.device
+
+
+def load_checkpoint(path: str | Path, device: str = "auto") -> LoadedModel:
+    """The EMA generator of a training checkpoint; a foreign or mismatching file is a UserError."""
+    cfg, payload = read_checkpoint(path)
+    target = resolve_device(device)
+    generator = Generator(cfg)
+    load_state(generator, payload["generator_ema"], path, "generator")
+    generator.to(target).eval().requires_grad_(False)
+    return LoadedModel(cfg, generator, cfg.image_size, target)
+
+
+def to_gray(images: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, H, W): the mean over channels (emission renders replicate gray as RGB)."""
+    return images.mean(dim=1)
+
+
+def view_poses(azimuth_deg: torch.Tensor, polar_deg: float, radius: float) -> torch.Tensor:
+    """(V,) azimuths -> (V, 3) pose parameters at a fixed polar angle and radius."""
+    return torch.stack([azimuth_deg.float(), torch.full_like(azimuth_deg.float(), polar_deg),
+                        torch.full_like(azimuth_deg.float(), radius)], dim=1)
+
+
+def render_gray(generator: Generator, z: torch.Tensor, pose: torch.Tensor, size: int,
+                chunk_rays: int = 8192, progress: bool = False, desc: str = "render") -> torch.Tensor:
+    """One z (1, Z), V poses (V, 3) -> (V, size, size) in [-1, 1], deterministic, no grad."""
+    outs = []
+    for index in tqdm(range(pose.shape[0]), disable=not progress, desc=desc, unit="view"):
+        with torch.no_grad():
+            image = generator.render_image_with_grad(z, pose[index:index + 1].to(z.device), size,
+                                                     chunk_rays=chunk_rays)
+        outs.append(to_gray(image)[0])
+    return torch.stack(outs)
+
+
+def sample_images(checkpoint: str | Path, n: int, *, device: str = "auto", seed: int = 0, batch_size: int = 8,
+                  progress: bool = True) -> np.ndarray:
+    """(n, H, W) uint8: EMA renders of random z at poses from the prior, each min-max normalised."""
+    model = load_checkpoint(checkpoint, device)
+    cfg = model.config
+    gen = seeded_generator(seed, _STREAM_SAMPLE_IMAGES)
+    z = torch.randn(n, cfg.z_dim, generator=gen)
+    pose = sample_pose_prior(cfg.camera, n, gen)
+    out = np.zeros((n, cfg.image_size, cfg.image_size), dtype=np.uint8)
+    bar = tqdm(total=n, disable=not progress, desc="sample", unit="img")
+    for start in range(0, n, batch_size):
+        stop = min(n, start + batch_size)
+        with torch.no_grad():
+            images = model.generator.render_images(z[start:stop].to(model.device), pose[start:stop],
+                                                   cfg.image_size, cfg.finetune.render_chunk)
+        for offset, image in enumerate(to_gray(images).cpu().numpy()):
+            out[start + offset] = minmax_to_uint8(image)
+        bar.update(stop - start)
+    bar.close()
+    return out

@@ -1,0 +1,119 @@
+"""Perceptual distances for L_r: VGG16 ImageNet features (paper), or weight-free 1 - SSIM.
+
+The VGG16 weights are torchvision's `vgg16-397923de.pth`, read from a given path or the torch hub
+cache; nothing is downloaded and random weights are never substituted outside tests.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from umed_common.errors import UserError
+
+VGG16_FILE = "vgg16-397923de.pth"
+VGG16_URL = "https://download.pytorch.org/models/vgg16-397923de.pth"
+_VGG_TAPS = (3, 8, 15, 22)          # relu1_2, relu2_2, relu3_3, relu4_3
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """(size, size) normalised Gaussian, the SSIM window of Wang et al. 2004."""
+    coords = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    g = torch.exp(-coords.pow(2) / (2 * sigma ** 2))
+    g = g / g.sum()
+    return g[:, None] * g[None, :]
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0) -> torch.Tensor:
+    """Mean SSIM over valid 11x11 Gaussian windows: (B, C, H, W) x2 -> (B,). data_range 2 for [-1, 1]."""
+    channels = x.shape[1]
+    window = gaussian_window().to(x)[None, None].expand(channels, 1, -1, -1)
+    def blur(t):
+        return F.conv2d(t, window, groups=channels)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x ** 2
+    var_y = blur(y * y) - mu_y ** 2
+    cov = blur(x * y) - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
+    return ssim_map.flatten(1).mean(dim=1)
+
+
+class SSIMDistance(nn.Module):
+    """1 - SSIM on images in [-1, 1]: a structural, weight-free stand-in for the VGG distance."""
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (1.0 - ssim(x, y)).mean()
+
+
+class VGG16Distance(nn.Module):
+    """Mean squared difference of channel-normalised VGG16 features at relu1_2..relu4_3.
+
+    Inputs in [-1, 1] with 1 or 3 channels; gray is replicated, then ImageNet-normalised.
+    """
+
+    def __init__(self, features: nn.Sequential):
+        super().__init__()
+        self.features = features[: _VGG_TAPS[-1] + 1].eval()
+        for param in self.features.parameters():
+            param.requires_grad_(False)
+        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1))
+
+    def _taps(self, x):
+        x = (x.expand(-1, 3, -1, -1) + 1) / 2
+        h, taps = (x - self.mean) / self.std, []
+        for index, layer in enumerate(self.features):
+            h = layer(h)
+            if index in _VGG_TAPS:
+                taps.append(h / (h.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-10))
+        return taps
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return sum((a - b).pow(2).sum(dim=1).mean() for a, b in zip(self._taps(x), self._taps(y)))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.features.eval()     # frozen feature extractor
+        return self
+
+
+def vgg16_weights_path(path: str | Path | None = None) -> Path:
+    """The user-given file, else $TORCH_HOME/hub/checkpoints/vgg16-397923de.pth; UserError when absent."""
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: VGG16 weights file not found")
+        return path
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILE
+    if not cached.is_file():
+        raise UserError(f"perceptual loss needs torchvision's ImageNet VGG16 weights {VGG16_FILE}: put it at "
+                        f"{cached} (or pass its path); it comes from torchvision ({VGG16_URL}); "
+                        f"or use 'perceptual: ssim' in the config")
+    return cached
+
+
+def build_vgg16_distance(weights_path: str | Path | None = None, *, random_weights_for_tests: bool = False
+                         ) -> VGG16Distance:
+    """VGG16 distance with torchvision's ImageNet weights; random weights only when tests ask explicitly."""
+    from torchvision.models import vgg16
+    net = vgg16(weights=None)
+    if not random_weights_for_tests:
+        file = vgg16_weights_path(weights_path)
+        try:
+            state = torch.load(file, map_location="cpu", weights_only=True)
+            net.load_state_dict(state)
+        except (RuntimeError, OSError, KeyError) as err:
+            raise UserError(f"{file}: not torchvision's VGG16 weights ({str(err).splitlines()[0][:80]})") from None
+    return VGG16Distance(net.features)
+
+
+def build_perceptual(kind: str, weights_path: str | Path | None = None) -> nn.Module:
+    """'vgg16' or 'ssim' (config key `perceptual`)."""
+    if kind == "ssim":
+        return SSIMDistance()
+    return build_vgg16_distance(weights_path)

@@ -1,0 +1,31 @@
+"""Estimating the azimuth of a given X-ray in the generator's frame (upstream never did: the GAN is
+unposed, so view 0 of a patient has no known azimuth). Renders the frozen generator at candidate
+azimuths and keeps the one most similar (SSIM after min-max normalisation) to the input."""
+from __future__ import annotations
+
+import torch
+
+from .generator import Generator
+from .inference import render_gray, view_poses
+from .perceptual import ssim
+
+
+def minmax_signed(images: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) -> each image min-max mapped to [-1, 1] (the paper's normalisation, before uint8)."""
+    flat = images.flatten(1)
+    low, high = flat.min(dim=1).values, flat.max(dim=1).values
+    scale = (high - low).clamp_min(1e-8)
+    return ((images - low[:, None, None]) / scale[:, None, None]) * 2 - 1
+
+
+def search_azimuth(generator: Generator, z: torch.Tensor, target: torch.Tensor, polar_deg: float,
+                   radius: float, step_deg: float, chunk_rays: int = 8192, progress: bool = False
+                   ) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """target (S, S) in [-1, 1] -> (best azimuth_deg, candidate azimuths (A,), SSIM scores (A,))."""
+    azimuths = torch.arange(0.0, 360.0, step_deg)
+    renders = render_gray(generator, z, view_poses(azimuths, polar_deg, radius), target.shape[-1],
+                          chunk_rays, progress, desc="pose search")
+    scores = ssim(minmax_signed(renders)[:, None], minmax_signed(target[None].to(renders))[:, None]
+                  .expand(len(azimuths), -1, -1, -1))
+    best = int(torch.argmax(scores))
+    return float(azimuths[best]), azimuths, scores.cpu()

@@ -1,0 +1,108 @@
+import os
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+import torch
+from PIL import Image
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+from model.api import finetune
+from model.finetune import N_VIEWS, prepare_xray, psnr_uint8, view_azimuths
+from model.xray_io import read_xray
+from umed_common.errors import UserError
+
+HISTORY = ["iteration", "loss", "loss_r", "loss_mse", "sigma_1", "sigma_2", "psnr", "ssim"]
+
+
+def test_views_history_and_given_azimuth(tiny_checkpoint):
+    xray = (np.arange(48 * 48).reshape(48, 48) % 251).astype(np.uint8)
+    with pytest.warns(UserWarning, match="resized"):
+        result = finetune(tiny_checkpoint, xray, input_view_index=9, azimuth_deg=30.0, max_iters=2,
+                          psnr_target=99.0, device="cpu", progress=False)
+    assert result.views.shape == (N_VIEWS, 32, 32) and result.views.dtype == np.uint8
+    assert result.views.reshape(N_VIEWS, -1).max(axis=1).tolist() == [255] * N_VIEWS      # min-max normalised
+    assert list(result.history.columns) == HISTORY and len(result.history) == 2
+    assert result.azimuth_deg == 30.0 and result.input_view_index == 9
+    assert (result.history["sigma_1"] != 1.0).all()                   # learned sigmas move
+
+
+def test_fixed_weights_and_pose_search(tiny_checkpoint, drr_folder):
+    xray = np.asarray(Image.open(drr_folder / "01_xray0000.png"))
+    result = finetune(tiny_checkpoint, xray, loss_weights=(0.3, 0.1), max_iters=1, device="cpu", progress=False)
+    assert result.azimuth_deg in (0.0, 90.0, 180.0, 270.0)             # tiny.yaml searches every 90 deg
+    assert np.isnan(result.history["sigma_1"]).all()
+
+
+def test_view_azimuths_are_anchored_at_the_input_view():
+    azimuths = view_azimuths(100.0, 4, 5.0)
+    assert azimuths[4] == 100.0 and azimuths[5] == 105.0 and azimuths[0] == 80.0 and len(azimuths) == 72
+
+
+def test_metrics_and_input_checks():
+    a = np.zeros((4, 4), np.uint8)
+    b = a.copy()
+    b[0, 0] = 16
+    assert abs(psnr_uint8(b, a) - 10 * np.log10(255 ** 2 / 16.0)) < 1e-9
+    with pytest.raises(UserError):
+        prepare_xray(np.zeros((2, 3, 3)), 32)
+    image = prepare_xray(np.array([[10, 20], [30, 40]], np.uint8), 2)
+    assert torch.allclose(image, torch.tensor([[-1.0, -1 / 3], [1 / 3, 1.0]]), atol=0.01)
+
+
+def _write_dicom(path, pixels, photometric="MONOCHROME2"):
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.save_as(str(path), enforce_file_format=True)
+
+
+def test_xray_readers(tmp_path):
+    pixels = np.array([[0, 1000], [2000, 4000]])
+    _write_dicom(tmp_path / "a.dcm", pixels)
+    assert read_xray(tmp_path / "a.dcm").tolist() == [[0, 64], [128, 255]]
+    _write_dicom(tmp_path / "inverted", pixels, "MONOCHROME1")               # found by the DICM magic
+    assert read_xray(tmp_path / "inverted").tolist() == [[255, 191], [128, 0]]
+    Image.fromarray(np.full((5, 5, 3), (255, 0, 0), np.uint8)).save(tmp_path / "rgb.jpg")
+    assert read_xray(tmp_path / "rgb.jpg").shape == (5, 5)
+    (tmp_path / "bad.png").write_bytes(b"garbage")
+    with pytest.raises(UserError, match="not a readable image"):
+        read_xray(tmp_path / "bad.png")
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "model.cli_finetune", *args], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_cli_writes_every_output_and_refuses_mistakes(tmp_path, tiny_checkpoint, drr_folder):
+    out = tmp_path / "ft"
+    xray = str(drr_folder / "02_xray0009.png")
+    result = _cli("--checkpoint", str(tiny_checkpoint), "--xray", xray, "--out", str(out), "--max-iters", "2",
+                  "--export-volume", "--volume-size", "8", "--device", "cpu", "--no-progress", "--azimuth", "0")
+    assert result.returncode == 0, result.stderr
+    assert len(list((out / "views").glob("xray*.png"))) == 72
+    for name in ("contact_sheet.png", "rotation.gif", "history.csv", "history.png", "volume.nii.gz"):
+        assert (out / name).is_file(), name
+    assert Image.open(out / "rotation.gif").n_frames == 72
+    volume = nib.load(out / "volume.nii.gz")
+    assert volume.shape == (8, 8, 8) and np.asarray(volume.dataobj).min() >= 0
+    again = _cli("--checkpoint", str(tiny_checkpoint), "--xray", xray, "--out", str(out))
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    for args, fragment in ((["--xray", str(tmp_path / "none.png")], "no such X-ray"),
+                           (["--xray", xray, "--checkpoint", xray], "not a readable checkpoint")):
+        base = {"--checkpoint": str(tiny_checkpoint), "--out": str(tmp_path / "x")}
+        base.update(dict(zip(args[::2], args[1::2])))
+        bad = _cli(*[item for pair in base.items() for item in pair])
+        assert bad.returncode == 2 and fragment in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
