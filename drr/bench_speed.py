@@ -1,13 +1,20 @@
-"""Speed and accuracy against Plastimatch on the real chest CT (acceptance 3).
+"""Speed and accuracy against Plastimatch and against analytic truth (acceptance 3).
 
     python -m drr.bench_speed [--ct ../shared/data/ct/chest_ct.nii.gz] [--views 72]
+                              [--ours fast exact] [--with-uniform] [--repeats 3]
 
-Runs, one after another on this machine: Plastimatch exact (and uniform with
---with-uniform), then our fast / exact / trilinear projectors, 72 views at
-128x128 with the chest preset. Prints seconds, the speed ratio against
-Plastimatch exact, peak memory (resident set, this process; Plastimatch runs
-as a child and is reported separately) and per-view NCC / relative RMS against
-Plastimatch exact. Timings on a shared CPU are noisy: rerun before quoting.
+Part 1, the real chest CT, 72 views at 128x128, chest preset, run one after the
+other on this machine: Plastimatch exact (best of --repeats), our projectors
+(fast: best of --repeats; the slow ones once). Prints seconds, the speed ratio
+against Plastimatch exact, this process's peak resident memory so far
+(Plastimatch runs as a child, reported separately; run `fast` first for its own
+figure) and the worst per-view NCC / relative RMS against Plastimatch exact.
+
+Part 2 (skip with --no-phantom), an ellipsoid phantom voxelised on the chest CT's
+own grid (drr.analytic_phantom): the worst per-view NCC / relative RMS of every
+projector against the analytic line integrals, i.e. who is closer to the truth.
+
+Timings on a shared CPU are noisy: rerun before quoting, and quote the command.
 """
 from __future__ import annotations
 
@@ -23,11 +30,13 @@ import torch
 
 from umed_common.errors import UserError, cli_entry
 
-from .attenuation import hu_to_attenuation
+from .analytic_phantom import CHEST_BLOBS, analytic_drr, voxelise
+from .attenuation import WATER_MU_PER_MM, hu_to_attenuation
+from .fast_projector import DEFAULT_GROUP, project_fast
 from .geometry import preset_geometry
 from .plastimatch_peer import find_plastimatch, run_plastimatch
 from .projector import project
-from .volume_io import axis_aligned, check_volume, read_volume_file
+from .volume_io import Volume, axis_aligned, check_volume, read_volume_file
 
 DEFAULT_CT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ct" / "chest_ct.nii.gz"
 
@@ -46,45 +55,95 @@ def peak_rss_gb(who=resource.RUSAGE_SELF) -> float:
     return resource.getrusage(who).ru_maxrss / 1024 ** 2  # Linux reports KiB
 
 
-def time_ours(volume, geometry, method: str) -> tuple[np.ndarray, float]:
-    """Seconds from HU volume to (V, H, W) line integrals (mu conversion included, file reading not)."""
+def run_ours(volume: Volume, geometry, method: str, group: int) -> tuple[np.ndarray, float]:
+    """(V, H, W) line integrals and seconds from HU volume (mu conversion included, file reading not)."""
     start = time.perf_counter()
     if method == "fast":
         volume = axis_aligned(volume)
     mu = torch.from_numpy(hu_to_attenuation(volume.hu))
-    drrs = project(mu, volume.index_to_world(), geometry, method=method).numpy()
-    return drrs, time.perf_counter() - start
+    run_ours.mu_seconds = time.perf_counter() - start  # reported apart: HU -> mu is shared code
+    if method == "fast":
+        drrs = project_fast(mu, volume.index_to_world(), geometry, group=group)
+    else:
+        drrs = project(mu, volume.index_to_world(), geometry, method=method)
+    return drrs.numpy(), time.perf_counter() - start
+
+
+def best_of(repeats: int, run):
+    """(result, fastest seconds) of `repeats` calls of run() -> (result, seconds)."""
+    results = [run() for _ in range(max(1, repeats))]
+    return results[0][0], min(seconds for _, seconds in results)
+
+
+def phantom_volume(like: Volume) -> Volume:
+    """CHEST_BLOBS on `like`'s grid (shape, spacing; identity direction), as HU."""
+    mu = voxelise(CHEST_BLOBS, like.hu.shape, like.spacing_xyz)
+    hu = (mu / WATER_MU_PER_MM - 1.0) * 1000.0  # inverse of the `preprocess` model above -800 HU
+    origin = tuple(-(n - 1) / 2 * s for n, s in zip(like.shape_xyz, like.spacing_xyz))
+    return Volume(hu=hu.astype(np.float32), spacing_xyz=like.spacing_xyz, origin_xyz=origin, source="phantom")
+
+
+def compare_speed(volume, geometry, args) -> None:
+    reference, peer_s = best_of(args.repeats, lambda: run_plastimatch(volume, geometry, "exact"))
+    print(f"plastimatch exact      {peer_s:7.2f} s   (best of {args.repeats})   "
+          f"child peak {peak_rss_gb(resource.RUSAGE_CHILDREN):.2f} GB")
+    if args.with_uniform:
+        uniform, uniform_s = run_plastimatch(volume, geometry, "uniform")
+        ncc, rel = scores(uniform, reference)
+        print(f"plastimatch uniform    {uniform_s:7.2f} s   x{peer_s / uniform_s:5.2f}   NCC {ncc:.7f}  rel RMS {rel:.4%}")
+    for method in args.ours:
+        repeats = args.repeats if method == "fast" else 1
+        drrs, seconds = best_of(repeats, lambda: run_ours(volume, geometry, method, args.group))
+        ncc, rel = scores(drrs, reference)
+        print(f"ours {method:<17} {seconds:7.2f} s   x{peer_s / seconds:5.2f}   NCC {ncc:.7f}  rel RMS {rel:.4%}   "
+              f"peak so far {peak_rss_gb():.2f} GB   (of which HU -> mu {run_ours.mu_seconds:.2f} s)")
+
+
+def compare_truth(volume, args) -> None:
+    phantom = phantom_volume(volume)
+    geometry = preset_geometry("chest", phantom.centre_mm()).with_views(args.views, 0.0, 360.0 / args.views)
+    truth = analytic_drr(CHEST_BLOBS, geometry, phantom.centre_mm(), sub=args.truth_sub)
+    print(f"\nanalytic phantom on the same grid ({len(CHEST_BLOBS)} ellipsoids), error against the exact "
+          f"line integrals ({args.truth_sub}x{args.truth_sub} rays per pixel):")
+    runs = [("plastimatch exact", lambda: run_plastimatch(phantom, geometry, "exact"))]
+    if args.with_uniform:
+        runs.append(("plastimatch uniform", lambda: run_plastimatch(phantom, geometry, "uniform")))
+    runs += [(f"ours {m}", lambda m=m: run_ours(phantom, geometry, m, args.group)) for m in args.ours]
+    for name, run in runs:
+        drrs, _ = run()
+        ncc, rel = scores(drrs, truth)
+        print(f"{name:<22} NCC {ncc:.7f}  rel RMS {rel:.4%}")
 
 
 @cli_entry
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m drr.bench_speed", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ct", default=os.environ.get("UMED_SHARED_DATA") and
-                        str(Path(os.environ["UMED_SHARED_DATA"]) / "ct" / "chest_ct.nii.gz") or str(DEFAULT_CT))
+    shared = os.environ.get("UMED_SHARED_DATA")
+    parser.add_argument("--ct", default=str(Path(shared) / "ct" / "chest_ct.nii.gz") if shared else str(DEFAULT_CT))
     parser.add_argument("--views", type=int, default=72)
     parser.add_argument("--ours", nargs="+", default=["fast", "exact"], choices=["fast", "exact", "trilinear"])
-    parser.add_argument("--with-uniform", action="store_true", help="also time Plastimatch uniform")
+    parser.add_argument("--group", type=int, default=DEFAULT_GROUP, help="fast projector: slabs per knot")
+    parser.add_argument("--repeats", type=int, default=3, help="best of N for Plastimatch exact and ours fast")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--with-uniform", action="store_true", help="also run Plastimatch uniform")
+    parser.add_argument("--no-phantom", action="store_true", help="skip the analytic-phantom accuracy part")
+    parser.add_argument("--truth-sub", type=int, default=1, help="analytic truth: sub x sub rays per pixel")
     args = parser.parse_args(argv)
     if find_plastimatch() is None:
         raise UserError("plastimatch not found (pip install plastimatch, or apt-get install plastimatch)")
     if not Path(args.ct).is_file():
         raise UserError(f"{args.ct}: chest CT not found (pass --ct)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     volume = check_volume(read_volume_file(args.ct))
     geometry = preset_geometry("chest", volume.centre_mm()).with_views(args.views, 0.0, 360.0 / args.views)
     print(f"{args.ct}: {volume.shape_xyz} voxels, {args.views} views {geometry.detector_rows}x"
-          f"{geometry.detector_cols}, torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}")
-    reference, peer_s = run_plastimatch(volume, geometry, "exact")
-    print(f"plastimatch exact    {peer_s:7.2f} s   child peak {peak_rss_gb(resource.RUSAGE_CHILDREN):.2f} GB")
-    if args.with_uniform:
-        uniform, uniform_s = run_plastimatch(volume, geometry, "uniform")
-        ncc, rel = scores(uniform, reference)
-        print(f"plastimatch uniform  {uniform_s:7.2f} s   NCC {ncc:.6f}  rel RMS {rel:.4%}")
-    for method in args.ours:
-        drrs, seconds = time_ours(volume, geometry, method)
-        ncc, rel = scores(drrs, reference)
-        print(f"ours {method:<15} {seconds:7.2f} s   x{peer_s / seconds:5.1f} vs plastimatch exact   "
-              f"NCC {ncc:.6f}  rel RMS {rel:.4%}   peak {peak_rss_gb():.2f} GB")
+          f"{geometry.detector_cols}, torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
+          f"load {os.getloadavg()[0]:.1f}, fast group {args.group}")
+    compare_speed(volume, geometry, args)
+    if not args.no_phantom:
+        compare_truth(volume, args)
     return 0
 
 

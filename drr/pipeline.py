@@ -37,7 +37,7 @@ class DrrOptions:
     """Every choice of a DRR run; defaults reproduce MedNeRF's chest recipe."""
 
     preset: str = "chest"
-    projector: str = "exact"
+    projector: str = "fast"
     step_mm: float | None = None
     downsample: str | int = "auto"
     views: int = 72
