@@ -65,6 +65,17 @@ def _step_metrics(render: torch.Tensor, target_u8: np.ndarray) -> tuple[float, f
     return psnr_uint8(pred_u8, target_u8), ssim_value
 
 
+def _step(loss: torch.Tensor, opt_g, opt_w) -> None:
+    """One optimiser step of the generator and, when learned, the uncertainty weights."""
+    opt_g.zero_grad(set_to_none=True)
+    if opt_w is not None:
+        opt_w.zero_grad(set_to_none=True)
+    loss.backward()
+    opt_g.step()
+    if opt_w is not None:
+        opt_w.step()
+
+
 def _optimise(model: LoadedModel, generator, z, pose, target, weights, max_iters, psnr_target,
               perceptual, progress) -> pd.DataFrame:
     """Fine-tune `generator` in place on the full render at `pose`; returns the per-step history."""
@@ -82,20 +93,16 @@ def _optimise(model: LoadedModel, generator, z, pose, target, weights, max_iters
         render = to_gray(generator.render_image_with_grad(z, pose, size, chunk_rays=cfg.render_chunk))[:, None]
         loss_r, loss_mse = perceptual(render, target_img), mse_loss(render, target_img)
         loss = weighting(torch.stack([loss_r, loss_mse]))
-        opt_g.zero_grad(set_to_none=True)
-        if opt_w is not None:
-            opt_w.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_g.step()
-        if opt_w is not None:
-            opt_w.step()
         psnr, ssim_value = _step_metrics(render[0, 0], target_u8)
+        reached = psnr_target is not None and psnr >= psnr_target
+        if not reached:  # at the target, keep the weights that rendered it: one more step could lose it
+            _step(loss, opt_g, opt_w)
         sigma = weighting.sigmas().cpu().tolist()
         rows.append({"iteration": iteration, "loss": loss.item(), "loss_r": loss_r.item(),
                      "loss_mse": loss_mse.item(), "sigma_1": sigma[0], "sigma_2": sigma[1],
                      "psnr": psnr, "ssim": ssim_value})
         bar.set_postfix(psnr=f"{psnr:.2f}")
-        if psnr_target is not None and psnr >= psnr_target:
+        if reached:
             break
     bar.close()
     return pd.DataFrame(rows, columns=["iteration", "loss", "loss_r", "loss_mse", "sigma_1", "sigma_2",
