@@ -8,7 +8,6 @@ script call explicitly and label as such.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from unittest import mock
 import torch
 import pytorch_fid.inception as fid_inception
 
+from umed_common.checksums import sha256_file as file_sha256
 from umed_common.errors import UserError
 
 WEIGHTS_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
@@ -44,14 +44,6 @@ def find_inception_weights(path: str | os.PathLike | None = None) -> Path:
         f"FID Inception weights not found at {candidate}: put {WEIGHTS_FILENAME} there, or give its path "
         f"with --inception-weights / inception_weights: in the config / ${WEIGHTS_ENV}; it is the "
         f"pytorch-fid release file {fid_inception.FID_WEIGHTS_URL} (never downloaded by this project)")
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _build(state_dict_source) -> fid_inception.InceptionV3:

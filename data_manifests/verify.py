@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import csv
 import fnmatch
-import hashlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
+from umed_common.checksums import sha256_file
 from umed_common.errors import UserError, cli_entry
 
 from .release import read_sha256sums
@@ -44,14 +44,6 @@ def read_manifest(path: str | Path) -> dict[str, str]:
         if not reader.fieldnames or not {"path", "sha256"} <= set(reader.fieldnames):
             raise UserError(f"{path}: a manifest CSV needs 'path' and 'sha256' columns")
         return {row["path"]: row["sha256"].lower() for row in reader}
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify(manifest: dict[str, str], root: str | Path, ignore=(), show_progress=False) -> Report:

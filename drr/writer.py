@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from umed_common.atomic import write_json_atomic
+from umed_common.checksums import sha256_file
 from umed_common.images import write_png
 
 LAYOUTS = ("standard", "mednerf")
@@ -42,14 +43,6 @@ def case_paths(out_dir: Path, case_id: str, layout: str, views: int) -> dict:
         pngs = [side / f"xray{k:04d}.png" for k in range(views)]
     return {"pngs": pngs, "raw": side / RAW_NAME, "geometry": side / "geometry.json",
             "record": side / "case.json"}
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_case(out_dir: Path, case_id: str, drrs: np.ndarray, geometry: dict, record: dict,
