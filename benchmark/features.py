@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from umed_common.atomic import atomic_path
+from umed_common.checksums import sha256_file
 from umed_common.images import read_gray
 
 FEATURE_DIM = 2048
@@ -54,7 +55,8 @@ class FeatureCache:
 
 
 def content_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """Cache key of an image: the SHA-256 of its file bytes."""
+    return sha256_file(path)
 
 
 def images_to_batch(images: list[np.ndarray]) -> torch.Tensor:
