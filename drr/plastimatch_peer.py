@@ -8,6 +8,7 @@ the result is directly comparable with drr.projector.project.
 """
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -57,9 +58,11 @@ def plastimatch_command(executable: str, mha: Path, geometry: Geometry, algorith
     """MedNeRF's recipe (REFERENCE section 2) without autoscale, PFM output.
 
     Plastimatch's `-r`/`-z` first value sets the columns (measured), so cols go first.
+    Plastimatch 1.10 reads `-y` (start angle) in radians but `-N` (step) in degrees
+    (measured: `-y 20` matched our start at 20 rad = 65.9 deg, NCC 0.999999).
     """
     return [executable, "drr", "-t", "pfm", "-i", algorithm, "-P", "preprocess",
-            "-y", f"{geometry.start_angle_deg:g}", "-N", f"{geometry.angle_step_deg:g}",
+            "-y", f"{math.radians(geometry.start_angle_deg):.10g}", "-N", f"{geometry.angle_step_deg:g}",
             "-a", str(geometry.views),
             "-r", f"{geometry.detector_cols} {geometry.detector_rows}",
             "-z", f"{geometry.detector_width_mm:g} {geometry.detector_height_mm:g}",
