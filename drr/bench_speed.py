@@ -32,7 +32,7 @@ from umed_common.errors import UserError, cli_entry
 
 from .analytic_phantom import CHEST_BLOBS, analytic_drr, voxelise
 from .attenuation import WATER_MU_PER_MM, hu_to_attenuation
-from .fast_projector import DEFAULT_GROUP, project_fast
+from .fast_projector import DEFAULT_GROUP, DEFAULT_TABLE_DTYPE, project_fast
 from .geometry import preset_geometry
 from .plastimatch_peer import find_plastimatch, run_plastimatch
 from .projector import project
@@ -55,7 +55,8 @@ def peak_rss_gb(who=resource.RUSAGE_SELF) -> float:
     return resource.getrusage(who).ru_maxrss / 1024 ** 2  # Linux reports KiB
 
 
-def run_ours(volume: Volume, geometry, method: str, group: int) -> tuple[np.ndarray, float]:
+def run_ours(volume: Volume, geometry, method: str, group: int,
+             table_dtype: torch.dtype = DEFAULT_TABLE_DTYPE) -> tuple[np.ndarray, float]:
     """(V, H, W) line integrals and seconds from HU volume (mu conversion included, file reading not)."""
     start = time.perf_counter()
     if method == "fast":
@@ -63,7 +64,7 @@ def run_ours(volume: Volume, geometry, method: str, group: int) -> tuple[np.ndar
     mu = torch.from_numpy(hu_to_attenuation(volume.hu))
     run_ours.mu_seconds = time.perf_counter() - start  # reported apart: HU -> mu is shared code
     if method == "fast":
-        drrs = project_fast(mu, volume.index_to_world(), geometry, group=group)
+        drrs = project_fast(mu, volume.index_to_world(), geometry, group=group, table_dtype=table_dtype)
     else:
         drrs = project(mu, volume.index_to_world(), geometry, method=method)
     return drrs.numpy(), time.perf_counter() - start
@@ -93,7 +94,7 @@ def compare_speed(volume, geometry, args) -> None:
         print(f"plastimatch uniform    {uniform_s:7.2f} s   x{peer_s / uniform_s:5.2f}   NCC {ncc:.7f}  rel RMS {rel:.4%}")
     for method in args.ours:
         repeats = args.repeats if method == "fast" else 1
-        drrs, seconds = best_of(repeats, lambda: run_ours(volume, geometry, method, args.group))
+        drrs, seconds = best_of(repeats, lambda: run_ours(volume, geometry, method, args.group, args.table_dtype))
         ncc, rel = scores(drrs, reference)
         print(f"ours {method:<17} {seconds:7.2f} s   x{peer_s / seconds:5.2f}   NCC {ncc:.7f}  rel RMS {rel:.4%}   "
               f"peak so far {peak_rss_gb():.2f} GB   (of which HU -> mu {run_ours.mu_seconds:.2f} s)")
@@ -108,7 +109,7 @@ def compare_truth(volume, args) -> None:
     runs = [("plastimatch exact", lambda: run_plastimatch(phantom, geometry, "exact"))]
     if args.with_uniform:
         runs.append(("plastimatch uniform", lambda: run_plastimatch(phantom, geometry, "uniform")))
-    runs += [(f"ours {m}", lambda m=m: run_ours(phantom, geometry, m, args.group)) for m in args.ours]
+    runs += [(f"ours {m}", lambda m=m: run_ours(phantom, geometry, m, args.group, args.table_dtype)) for m in args.ours]
     for name, run in runs:
         drrs, _ = run()
         ncc, rel = scores(drrs, truth)
@@ -124,6 +125,8 @@ def main(argv=None) -> int:
     parser.add_argument("--views", type=int, default=72)
     parser.add_argument("--ours", nargs="+", default=["fast", "exact"], choices=["fast", "exact", "trilinear"])
     parser.add_argument("--group", type=int, default=DEFAULT_GROUP, help="fast projector: slabs per knot")
+    parser.add_argument("--table-dtype", choices=["float16", "float32"], default=str(DEFAULT_TABLE_DTYPE)[6:],
+                        help="fast projector: storage of the slice-difference rows")
     parser.add_argument("--repeats", type=int, default=3, help="best of N for Plastimatch exact and ours fast")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--with-uniform", action="store_true", help="also run Plastimatch uniform")
@@ -134,13 +137,14 @@ def main(argv=None) -> int:
         raise UserError("plastimatch not found (pip install plastimatch, or apt-get install plastimatch)")
     if not Path(args.ct).is_file():
         raise UserError(f"{args.ct}: chest CT not found (pass --ct)")
+    args.table_dtype = getattr(torch, args.table_dtype)
     if args.threads:
         torch.set_num_threads(args.threads)
     volume = check_volume(read_volume_file(args.ct))
     geometry = preset_geometry("chest", volume.centre_mm()).with_views(args.views, 0.0, 360.0 / args.views)
     print(f"{args.ct}: {volume.shape_xyz} voxels, {args.views} views {geometry.detector_rows}x"
           f"{geometry.detector_cols}, torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
-          f"load {os.getloadavg()[0]:.1f}, fast group {args.group}")
+          f"load {os.getloadavg()[0]:.1f}, fast group {args.group}, table {args.table_dtype}")
     compare_speed(volume, geometry, args)
     if not args.no_phantom:
         compare_truth(volume, args)
