@@ -108,39 +108,64 @@ def project_fast(mu_zyx: torch.Tensor, index_to_world, geometry: Geometry, *, vi
     out = torch.zeros((count, geometry.detector_rows, geometry.detector_cols), dtype=torch.float32,
                       device=mu.device)
 
-    def one_view(view: int) -> None:
-        source = rays["source"][view]
-        toward = rays["cols"][view] - source[None, :2]  # (W, 2) horizontal direction, index units
-        march_y = toward[:, 1].abs() > toward[:, 0].abs()
-        for march in (0, 1):
-            chosen = torch.nonzero(march_y if march else ~march_y).flatten()
-            if chosen.numel():
-                out[view][:, chosen] = _project_columns(steps, grid_yx, source, toward[chosen], rays["rows_z"],
-                                                        march, np.asarray(spacing), group)
+    batches = _view_batches(count, mu.device)
 
-    _run_views(one_view, count, mu.device, progress)
+    def one_batch(views: list[int]) -> None:
+        source = rays["source"][views]  # (B, 3)
+        toward = rays["cols"][views] - source[:, None, :2]  # (B, W, 2) horizontal direction, index units
+        march_y = toward[..., 1].abs() > toward[..., 0].abs()
+        for march in (0, 1):
+            view_at, col_at = torch.nonzero(march_y if march else ~march_y, as_tuple=True)
+            if view_at.numel():
+                out[torch.as_tensor(views, device=out.device)[view_at], :, col_at] = _project_columns(
+                    steps, grid_yx, source[view_at], toward[view_at, col_at], rays["rows_z"], march,
+                    np.asarray(spacing), group).t()
+
+    _run_batches(one_batch, batches, mu.device, progress)
     return out
 
 
-def _run_views(one_view, count: int, device, progress) -> None:
-    """Call one_view(0..count-1); on CPU, one view per thread with single-threaded ops.
+# Views per batch: the columns of several views share one set of tensor ops (fewer, larger
+# ops: less interpreter time per view); 4 keeps a batch's tables within ~20 MB.
+VIEWS_PER_BATCH = 4
+
+
+def _workers(device) -> int:
+    return torch.get_num_threads() if device.type == "cpu" else 1
+
+
+def _view_batches(count: int, device) -> list[list[int]]:
+    """Consecutive views in batches of VIEWS_PER_BATCH, smaller when needed to feed every worker."""
+    size = max(1, min(VIEWS_PER_BATCH, -(-count // _workers(device))))
+    return [list(range(start, min(start + size, count))) for start in range(0, count, size)]
+
+
+def _run_batches(one_batch, batches: list[list[int]], device, progress) -> None:
+    """Call one_batch on each batch; on CPU, one batch per thread with single-threaded ops.
 
     The per-view ops are small, so torch's intra-op threads idle at each of the
-    many short ops; whole views on separate threads keep every core busy.
+    many short ops; whole batches on separate threads keep every core busy.
     """
-    workers = torch.get_num_threads() if device.type == "cpu" else 1
-    if workers <= 1 or count == 1:
-        for view in range(count):
-            one_view(view)
-            if progress is not None:
-                progress((view + 1) / count)
+    count = sum(len(batch) for batch in batches)
+    workers = _workers(device)
+    done = 0
+
+    def report(batch) -> None:
+        nonlocal done
+        done += len(batch)
+        if progress is not None:
+            progress(done / count)
+
+    if workers <= 1 or len(batches) == 1:
+        for batch in batches:
+            one_batch(batch)
+            report(batch)
         return
     torch.set_num_threads(1)
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for done, _ in enumerate(pool.map(one_view, range(count)), start=1):
-                if progress is not None:
-                    progress(done / count)
+            for batch, _ in zip(batches, pool.map(one_batch, batches)):
+                report(batch)
     finally:
         torch.set_num_threads(workers)
 
@@ -177,18 +202,19 @@ def _rays_in_index_space(frames, origin, spacing) -> dict[str, torch.Tensor]:
 def _project_columns(steps, grid_yx, source, toward, rows_z, march: int, spacing, group: int) -> torch.Tensor:
     """Line integrals (H, C) for C columns whose horizontal paths advance most along `march`.
 
-    steps (P, A, Z + 1) slice differences, source (3,) and toward (C, 2) in index units,
-    rows_z (H,) the detector rows' z index.
+    steps (Y * X, Z + 1) slice differences, source (C, 3) per column (columns of several
+    views) and toward (C, 2) in index units, rows_z (H,) the detector rows' z index.
     """
     table = _knot_table(steps, grid_yx, source, toward, march, group)  # (K + 1, C, Z + 1)
     step = toward[:, march]  # (C,) march index per unit of the ray parameter
-    slope_z = (rows_z - source[2])[:, None] / step[None, :] * group  # (H, C) z index per knot
-    z_start = source[2] + (-0.5 - source[march]) * slope_z / group  # z at knot 0
+    rise = rows_z[:, None] - source[None, :, 2]  # (H, C) z index per unit of the ray parameter
+    slope_z = rise / step[None, :] * group  # (H, C) z index per knot
+    z_start = source[None, :, 2] + (-0.5 - source[None, :, march]) * slope_z / group  # z at knot 0
     z_end = z_start + (table.shape[0] - 1) * slope_z
     integral = _stay_term(table, z_end) + _crossing_term(table, z_start, z_end, slope_z)
     # A slab is 1 march index = spacing[march] mm of march; the ray runs |ray| / |march part| per mm.
     ray_mm = torch.stack(torch.broadcast_tensors(toward[None, :, 0] * spacing[0], toward[None, :, 1] * spacing[1],
-                                                 (rows_z - source[2])[:, None] * spacing[2]), dim=-1)
+                                                 rise * spacing[2]), dim=-1)
     stretch = ray_mm.norm(dim=-1) / (step.abs() * spacing[march])[None, :]
     return (integral.double() * stretch * spacing[march]).float()
 
@@ -203,7 +229,8 @@ def _knot_table(steps, grid_yx, source, toward, march: int, group: int) -> torch
     cols, device = toward.shape[0], steps.device
     across = 1 - march
     boundaries = torch.arange(planes + 1, dtype=torch.float64, device=device) - 0.5
-    across_at = source[across] + (boundaries[:, None] - source[march]) * (toward[:, across] / toward[:, march])
+    across_at = (source[None, :, across]
+                 + (boundaries[:, None] - source[None, :, march]) * (toward[:, across] / toward[:, march]))
     first, weight = _two_tap(across_at)  # (P, C)
     taps = torch.stack([first, first + 1], dim=-1)  # (P, C, 2)
     tap_weight = torch.stack([1 - weight, weight], dim=-1) * ((taps >= 0) & (taps < across_size))
