@@ -44,6 +44,8 @@ class SingleViewSpec:
     max_iters: int | None = None
     psnr_target: float | None = None
     conventions: tuple[str, ...] = ("paper",)
+    lr: float | None = None        # fine-tuning learning rate; None: the checkpoint config's
+    view_step_deg: float | None = None  # model azimuth per view index; None: the checkpoint config's
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,8 @@ def _dataset_names(value: Any, where: str, datasets: dict[str, DatasetSpec]) -> 
 
 
 def _single_view(raw: Any, where: str, datasets: dict[str, DatasetSpec], dataset_key: str) -> SingleViewSpec:
-    raw = _mapping(raw, where, {dataset_key, "methods", "baselines", "max_iters", "psnr_target", "conventions"},
+    keys = {dataset_key, "methods", "baselines", "max_iters", "psnr_target", "conventions", "lr", "view_step_deg"}
+    raw = _mapping(raw, where, keys,
                    {dataset_key, "methods"})
     methods = _mapping(raw["methods"], f"{where}.methods", set(map(str, raw["methods"] or {})))
     if not methods:
@@ -140,12 +143,19 @@ def _single_view(raw: Any, where: str, datasets: dict[str, DatasetSpec], dataset
     target = raw.get("psnr_target")
     if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float))):
         raise UserError(f"config {where}.psnr_target: expected a number or null, got {target!r}")
+    lr = raw.get("lr")
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0):
+        raise UserError(f"config {where}.lr: expected a positive number or null, got {lr!r}")
+    step = raw.get("view_step_deg")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float)) or step == 0):
+        raise UserError(f"config {where}.view_step_deg: expected a non-zero number or null, got {step!r}")
     return SingleViewSpec(
         datasets=_dataset_names(raw[dataset_key], f"{where}.{dataset_key}", datasets),
         methods={str(k): _loss_weights(v, f"{where}.methods.{k}") for k, v in methods.items()},
         baselines=bool(raw.get("baselines", True)),
         max_iters=_int(raw["max_iters"], f"{where}.max_iters", 1) if raw.get("max_iters") is not None else None,
-        psnr_target=float(target) if target is not None else None, conventions=conventions)
+        psnr_target=float(target) if target is not None else None, conventions=conventions,
+        lr=float(lr) if lr is not None else None, view_step_deg=float(step) if step is not None else None)
 
 
 def _generative(raw: Any, datasets: dict[str, DatasetSpec]) -> GenerativeSpec:

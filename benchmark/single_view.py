@@ -109,7 +109,8 @@ def score_rows(renders: np.ndarray, truth: PatientViews, conventions: tuple[str,
 def _finetune(model_api, dataset: DatasetSpec, xray: np.ndarray, view: int, weights: LossWeights,
               spec: SingleViewSpec, config: BenchConfig, device: str):
     return model_api.finetune(dataset.checkpoint, xray, input_view_index=view, loss_weights=weights,
-                              max_iters=spec.max_iters, psnr_target=spec.psnr_target, device=device,
+                              max_iters=spec.max_iters, psnr_target=spec.psnr_target, lr=spec.lr,
+                              view_step_deg=spec.view_step_deg, device=device,
                               seed=config.seed, progress=False)
 
 

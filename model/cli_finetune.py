@@ -18,6 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--azimuth", type=float, help="azimuth (deg) of the input view in the model frame; default: searched")
     parser.add_argument("--input-view-index", type=int, default=0, help="DRR view index (0..71) of the input X-ray")
     parser.add_argument("--max-iters", type=int, help="fine-tuning steps (default: config)")
+    parser.add_argument("--lr", type=float, help="generator learning rate (default: config)")
+    parser.add_argument("--view-step-deg", type=float,
+                        help="model azimuth per DRR view index; its sign sets the rotation direction (default: config)")
     parser.add_argument("--psnr-target", type=float, help="stop at this input-view PSNR in dB (default: config)")
     parser.add_argument("--export-volume", action="store_true", help="also write the learned field as volume.nii.gz")
     parser.add_argument("--volume-size", type=int, default=64, help="voxels per side of --export-volume")
@@ -51,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         warnings.formatwarning = lambda message, *rest: f"umed-finetune: warning: {message}\n"
         result = finetune(args.checkpoint, xray, input_view_index=args.input_view_index,
                           loss_weights=args.loss_weights, azimuth_deg=args.azimuth, max_iters=args.max_iters,
-                          psnr_target=args.psnr_target, device=args.device, seed=args.seed,
+                          psnr_target=args.psnr_target, lr=args.lr, view_step_deg=args.view_step_deg,
+                          device=args.device, seed=args.seed,
                           progress=not args.no_progress, perceptual_weights=args.perceptual_weights)
     write_finetune_outputs(out, result.views, result.history)
     if args.export_volume:

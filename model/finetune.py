@@ -3,6 +3,7 @@ then render the 72 views. z is drawn once and kept fixed; all generator weights 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -111,14 +112,22 @@ def _optimise(model: LoadedModel, generator, z, pose, target, weights, max_iters
 
 def finetune(checkpoint: str | Path, xray: np.ndarray, *, input_view_index: int = 0,
              loss_weights: str | tuple[float, float] = "learned", azimuth_deg: float | None = None,
-             max_iters: int | None = None, psnr_target: float | None = None, device: str = "auto",
+             max_iters: int | None = None, psnr_target: float | None = None, lr: float | None = None,
+             view_step_deg: float | None = None, device: str = "auto",
              seed: int = 0, progress: bool = True, perceptual_weights: str | Path | None = None
              ) -> FinetuneResult:
-    """Fine-tune on one X-ray ((H, W) uint8, any size) and render the 72 views at the config's size."""
+    """Fine-tune on one X-ray ((H, W) uint8, any size) and render the 72 views at the config's size.
+
+    max_iters, psnr_target, lr and view_step_deg override the checkpoint config's `finetune` values.
+    """
     if not 0 <= input_view_index < N_VIEWS:
         raise UserError(f"input view index {input_view_index}: must be in 0..{N_VIEWS - 1}")
+    if lr is not None and not lr > 0:
+        raise UserError(f"learning rate {lr}: must be positive")
     weights = parse_loss_weights(loss_weights)
     model = load_checkpoint(checkpoint, device)
+    overrides = {k: v for k, v in {"lr": lr, "view_step_deg": view_step_deg}.items() if v is not None}
+    model.config.finetune = dataclasses.replace(model.config.finetune, **overrides)
     cfg = model.config
     ft = cfg.finetune
     perceptual = build_perceptual(cfg.perceptual, perceptual_weights).to(model.device)

@@ -28,6 +28,12 @@ def test_parses_patients_views_and_weights():
     assert config.table3.datasets == ("knee",) and config.table2 is None
 
 
+def test_fine_tuning_overrides():
+    config = parse_config(with_change(("table1", "lr"), 1e-4))
+    assert config.table1.lr == 1e-4 and config.table1.view_step_deg is None and config.table3.lr is None
+    assert parse_config(with_change(("table1", "view_step_deg"), -5)).table1.view_step_deg == -5.0
+
+
 @pytest.mark.parametrize("path,value,message", [
     (("tabel1",), {}, "unknown key(s) tabel1"),
     (("datasets", "knee", "eval_patient"), [1], "datasets.knee: unknown key(s) eval_patient"),
@@ -36,6 +42,8 @@ def test_parses_patients_views_and_weights():
     (("table1", "datasets"), ["chest"], "dataset 'chest' is not defined"),
     (("table1", "max_iters"), "many", "expected an integer"),
     (("datasets", "knee", "input_views"), 0, "must be lists"),
+    (("table1", "lr"), -1e-4, "lr: expected a positive number"),
+    (("table1", "view_step_deg"), 0, "view_step_deg: expected a non-zero number"),
 ])
 def test_mistakes_are_one_line_user_errors(path, value, message):
     with pytest.raises(UserError) as caught:
@@ -62,7 +70,7 @@ def test_quick_preset_keeps_one_case_and_few_iterations():
     assert quick.table1.max_iters == QUICK_FINETUNE_ITERS and quick.table3.max_iters == QUICK_FINETUNE_ITERS
 
 
-@pytest.mark.parametrize("name", ["knee_cpu.yaml", "paper.yaml"])
+@pytest.mark.parametrize("name", ["knee_cpu.yaml", "knee_cpu_xray.yaml", "paper.yaml"])
 def test_shipped_configs_are_valid(name):
     from pathlib import Path
 

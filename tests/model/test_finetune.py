@@ -38,6 +38,19 @@ def test_fixed_weights_and_pose_search(tiny_checkpoint, drr_folder):
     assert np.isnan(result.history["sigma_1"]).all()
 
 
+def test_overrides_change_the_fine_tuning(tiny_checkpoint):
+    xray = (np.arange(32 * 32).reshape(32, 32) % 251).astype(np.uint8)
+    run = lambda **kw: finetune(tiny_checkpoint, xray, azimuth_deg=30.0, max_iters=2, psnr_target=99.0,  # noqa: E731
+                                device="cpu", progress=False, **kw)
+    base, slower, reversed_turn = run(), run(lr=1e-6), run(view_step_deg=5.0)
+    assert base.history["loss"].iloc[0] == slower.history["loss"].iloc[0]      # same start
+    assert base.history["loss"].iloc[1] != slower.history["loss"].iloc[1]      # different step
+    assert np.array_equal(base.views[0], reversed_turn.views[0])               # the input view is anchored
+    assert np.array_equal(base.views[1], reversed_turn.views[71])              # -5 deg and +5 deg swap sides
+    with pytest.raises(UserError, match="learning rate"):
+        run(lr=0.0)
+
+
 def test_view_azimuths_are_anchored_at_the_input_view():
     azimuths = view_azimuths(100.0, 4, 5.0)
     assert azimuths[4] == 100.0 and azimuths[5] == 105.0 and azimuths[0] == 80.0 and len(azimuths) == 72
