@@ -103,10 +103,11 @@ class FinetuneConfig:
     uncertainty_form: str = "logvar"  # logvar (stable Eq. 5) | log1p (public-code variant)
     uncertainty_lr: float = 1e-3
     pose_search_step_deg: float = 10.0
-    # Model azimuth per DRR view index. Negative: measured on the knee checkpoints of both renderers,
-    # renders at azimuth - 5k match DRR view k of every training patient better than + 5k
-    # (best NCC 0.87-0.91 vs 0.85-0.89 for each of 5 z samples).
-    view_step_deg: float = -5.0
+    # Model azimuth per DRR view index. +5: DRRs in the MedNeRF convention (flipped left-right) show
+    # the patient as a camera of this model would show its mirror image, so the GAN learns the mirrored
+    # anatomy, in whose frame the source's clockwise turn is an azimuth increase. A checkpoint can be
+    # checked with python -m model.rotation_sense (weak on blurry models: NCC margins ~0.01-0.02).
+    view_step_deg: float = 5.0
     log_every: int = 1
     render_chunk: int = 8192
 

@@ -5,7 +5,9 @@ whether DRR view k sits at azimuth a + 5k or a - 5k in the model's frame follows
 from the two projection conventions. This renders a full turn for a few z and
 matches it, in both senses and at every offset, against each training patient's
 72 DRRs: the sense with the higher normalised cross-correlation is the sign of
-`finetune.view_step_deg`.
+`finetune.view_step_deg`. The mean best NCC (either sense) says how much a full
+turn of the model resembles a training patient's: a training-data-only way to pick
+among the checkpoints of one run (GAN training on CPU can collapse late).
 
     python -m model.rotation_sense --checkpoint RUN/model.pt --data DIR [--holdout 04]
 """
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from umed_common.device import add_device_argument, resolve_device
+from umed_common.device import add_device_argument
 from umed_common.errors import UserError, cli_entry
 
 from .data import discover_drr_images
@@ -47,7 +49,7 @@ def patient_views(paths: dict, size: int) -> dict[int, np.ndarray]:
             for k, p in paths.items() if 0 <= k < N_VIEWS}
 
 
-def measure(checkpoint: str, data: str, holdout: tuple[str, ...], samples: int, size: int, device,
+def measure(checkpoint: str, data: str, holdout: tuple[str, ...], samples: int, size: int, device: str,
             seed: int = 0) -> list[dict]:
     """One row per (z sample, patient): best NCC for azimuth = +5k and = -5k."""
     model = load_checkpoint(checkpoint, device)
@@ -79,11 +81,12 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=32, help="render and compare at this size")
     add_device_argument(parser)
     args = parser.parse_args(argv)
-    rows = measure(args.checkpoint, args.data, tuple(args.holdout), args.samples, args.size,
-                   resolve_device(args.device))
+    rows = measure(args.checkpoint, args.data, tuple(args.holdout), args.samples, args.size, args.device)
     for row in rows:
         print(f"z {row['z']}  patient {row['patient']}  best NCC: azimuth + 5k {row['plus']:.4f}   "
               f"azimuth - 5k {row['minus']:.4f}")
+    fit = np.mean([max(r["plus"], r["minus"]) for r in rows])
+    print(f"mean best NCC with the training DRRs (how well a full turn resembles a patient): {fit:.4f}")
     plus = sum(r["plus"] > r["minus"] for r in rows)
     print(f"+5k better in {plus} of {len(rows)}: finetune.view_step_deg should be {'+5' if 2 * plus > len(rows) else '-5'}")
     return 0

@@ -42,7 +42,7 @@ def test_overrides_change_the_fine_tuning(tiny_checkpoint):
     xray = (np.arange(32 * 32).reshape(32, 32) % 251).astype(np.uint8)
     run = lambda **kw: finetune(tiny_checkpoint, xray, azimuth_deg=30.0, max_iters=2, psnr_target=99.0,  # noqa: E731
                                 device="cpu", progress=False, **kw)
-    base, slower, reversed_turn = run(), run(lr=1e-6), run(view_step_deg=5.0)
+    base, slower, reversed_turn = run(), run(lr=1e-6), run(view_step_deg=-5.0)
     assert base.history["loss"].iloc[0] == slower.history["loss"].iloc[0]      # same start
     assert base.history["loss"].iloc[1] != slower.history["loss"].iloc[1]      # different step
     assert np.array_equal(base.views[0], reversed_turn.views[0])               # the input view is anchored
