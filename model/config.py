@@ -102,6 +102,10 @@ class FinetuneConfig:
     loss_weights: str = "learned"   # learned | "w_r,w_mse" fixed
     uncertainty_form: str = "logvar"  # logvar (stable Eq. 5) | log1p (public-code variant)
     uncertainty_lr: float = 1e-3
+    # RMSprop as upstream, with its running mean of squared gradients bias-corrected (as Adam's):
+    # uncorrected, the first step moves every weight by ~10 x lr, which on the knee CPU checkpoint
+    # wrecked the input-view render (PSNR 10.1 -> 5.5 dB) and, with MedNeRF's fixed weights, never recovered.
+    rmsprop_bias_correction: bool = True
     pose_search_step_deg: float = 10.0
     # Model azimuth per DRR view index. +5: DRRs in the MedNeRF convention (flipped left-right) show
     # the patient as a camera of this model would show its mirror image, so the GAN learns the mirrored

@@ -27,6 +27,7 @@ from .train_step import seeded_generator
 from .uncertainty import build_weighting
 
 N_VIEWS = 72
+RMSPROP_ALPHA = 0.99  # torch's default smoothing constant
 _STREAM_FINETUNE_Z = 6
 
 
@@ -66,6 +67,12 @@ def _step_metrics(render: torch.Tensor, target_u8: np.ndarray) -> tuple[float, f
     return psnr_uint8(pred_u8, target_u8), ssim_value
 
 
+def rmsprop_bias_correction(step: int) -> float:
+    """Learning-rate factor sqrt(1 - alpha^(step + 1)) that undoes the bias of RMSprop's running mean
+    of squared gradients (which starts at 0): a constant gradient then moves a weight by lr per step."""
+    return math.sqrt(1.0 - RMSPROP_ALPHA ** (step + 1))
+
+
 def _step(loss: torch.Tensor, opt_g, opt_w) -> None:
     """One optimiser step of the generator and, when learned, the uncertainty weights."""
     opt_g.zero_grad(set_to_none=True)
@@ -83,7 +90,8 @@ def _optimise(model: LoadedModel, generator, z, pose, target, weights, max_iters
     cfg = model.config.finetune
     size = target.shape[-1]
     weighting = build_weighting(weights, cfg.uncertainty_form).to(model.device)
-    opt_g = torch.optim.RMSprop(generator.parameters(), lr=cfg.lr)
+    opt_g = torch.optim.RMSprop(generator.parameters(), lr=cfg.lr, alpha=RMSPROP_ALPHA)
+    warm = torch.optim.lr_scheduler.LambdaLR(opt_g, rmsprop_bias_correction) if cfg.rmsprop_bias_correction else None
     learned = list(weighting.parameters())
     opt_w = torch.optim.Adam(learned, lr=cfg.uncertainty_lr) if learned else None
     target_u8 = minmax_to_uint8(target.cpu().numpy())
@@ -98,6 +106,8 @@ def _optimise(model: LoadedModel, generator, z, pose, target, weights, max_iters
         reached = psnr_target is not None and psnr >= psnr_target
         if not reached:  # at the target, keep the weights that rendered it: one more step could lose it
             _step(loss, opt_g, opt_w)
+            if warm is not None:
+                warm.step()
         sigma = weighting.sigmas().cpu().tolist()
         rows.append({"iteration": iteration, "loss": loss.item(), "loss_r": loss_r.item(),
                      "loss_mse": loss_mse.item(), "sigma_1": sigma[0], "sigma_2": sigma[1],

@@ -119,3 +119,22 @@ def test_cli_writes_every_output_and_refuses_mistakes(tmp_path, tiny_checkpoint,
         base.update(dict(zip(args[::2], args[1::2])))
         bad = _cli(*[item for pair in base.items() for item in pair])
         assert bad.returncode == 2 and fragment in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_rmsprop_bias_correction_makes_the_first_steps_lr_sized():
+    from model.finetune import RMSPROP_ALPHA, rmsprop_bias_correction
+    weight = torch.nn.Parameter(torch.zeros(3))
+    opt = torch.optim.RMSprop([weight], lr=1e-3, alpha=RMSPROP_ALPHA)
+    warm = torch.optim.lr_scheduler.LambdaLR(opt, rmsprop_bias_correction)
+    for step in range(5):
+        before = weight.detach().clone()
+        opt.zero_grad()
+        (weight * torch.tensor([1.0, -2.0, 50.0])).sum().backward()   # constant gradients of any size
+        opt.step()
+        warm.step()
+        assert torch.allclose((weight.detach() - before).abs(), torch.full((3,), 1e-3), rtol=1e-3), step
+    plain = torch.nn.Parameter(torch.zeros(1))
+    opt_plain = torch.optim.RMSprop([plain], lr=1e-3, alpha=RMSPROP_ALPHA)
+    plain.sum().backward()
+    opt_plain.step()
+    assert abs(abs(float(plain.detach())) - 1e-2) < 1e-4                          # uncorrected: ~10 x lr
