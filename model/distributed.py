@@ -42,6 +42,14 @@ def init_distributed(device_name: str) -> DistContext:
     return DistContext(dist.get_rank(), dist.get_world_size(), device)
 
 
+def finish_distributed(ctx: DistContext) -> None:
+    """Wait for every rank, then leave the process group; exiting with gloo's threads still
+    running aborted a rank now and then ("terminate called without an active exception")."""
+    if ctx.world_size > 1 and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def average_gradients(module: nn.Module, ctx: DistContext) -> None:
     """All-reduce the gradients of `module` (flattened into one buffer) and divide by the world size."""
     if ctx.world_size <= 1:

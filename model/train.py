@@ -20,7 +20,7 @@ from .checkpoint import load_state, read_checkpoint, save_checkpoint
 from .config import ModelConfig, config_to_dict, load_config
 from .data import load_training_images
 from .distributed import (DistContext, any_rank, average_gradients, average_metrics, broadcast_module,
-                          init_distributed)
+                          finish_distributed, init_distributed)
 from .perceptual import build_perceptual
 from .train_step import GANModels, build_models, draw_iteration, seeded_generator, train_iteration
 
@@ -177,4 +177,5 @@ def train(config: str | Path | ModelConfig, data_dir: str | Path, out_dir: str |
         bar.close()
     if start >= total and ctx.is_main and not checkpoint.exists():
         _save(models, cfg, ctx, out_dir, start, seed)
+    finish_distributed(ctx)
     return checkpoint
