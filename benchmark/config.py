@@ -97,6 +97,15 @@ def _int(value: Any, where: str, minimum: int = 0) -> int:
     return value
 
 
+def _optional_number(value: Any, where: str, kind: str = "a", ok=lambda v: True) -> float | None:
+    """None stays None; otherwise a number (not a bool) that passes `ok`, as float."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+        raise UserError(f"config {where}: expected {kind} number or null, got {value!r}")
+    return float(value)
+
+
 def _loss_weights(value: Any, where: str) -> LossWeights:
     if value == "learned":
         return "learned"
@@ -140,22 +149,16 @@ def _single_view(raw: Any, where: str, datasets: dict[str, DatasetSpec], dataset
     conventions = tuple(raw.get("conventions", ["paper"]))
     if not conventions or set(conventions) - {"paper", "mednerf"}:
         raise UserError(f"config {where}.conventions: choose from paper, mednerf, got {list(conventions)}")
-    target = raw.get("psnr_target")
-    if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float))):
-        raise UserError(f"config {where}.psnr_target: expected a number or null, got {target!r}")
-    lr = raw.get("lr")
-    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0):
-        raise UserError(f"config {where}.lr: expected a positive number or null, got {lr!r}")
-    step = raw.get("view_step_deg")
-    if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float)) or step == 0):
-        raise UserError(f"config {where}.view_step_deg: expected a non-zero number or null, got {step!r}")
     return SingleViewSpec(
         datasets=_dataset_names(raw[dataset_key], f"{where}.{dataset_key}", datasets),
         methods={str(k): _loss_weights(v, f"{where}.methods.{k}") for k, v in methods.items()},
         baselines=bool(raw.get("baselines", True)),
         max_iters=_int(raw["max_iters"], f"{where}.max_iters", 1) if raw.get("max_iters") is not None else None,
-        psnr_target=float(target) if target is not None else None, conventions=conventions,
-        lr=float(lr) if lr is not None else None, view_step_deg=float(step) if step is not None else None)
+        psnr_target=_optional_number(raw.get("psnr_target"), f"{where}.psnr_target"), conventions=conventions,
+        lr=_optional_number(raw.get("lr"), f"{where}.lr", "a positive", lambda v: v > 0),
+        view_step_deg=_optional_number(raw.get("view_step_deg"), f"{where}.view_step_deg", "a non-zero",
+                                       lambda v: v != 0))
+
 
 
 def _generative(raw: Any, datasets: dict[str, DatasetSpec]) -> GenerativeSpec:

@@ -22,11 +22,11 @@ from PIL import Image
 
 from umed_common.device import add_device_argument
 from umed_common.errors import UserError, cli_entry
+from umed_common.images import read_gray
 
 from .data import discover_drr_images
+from .finetune import N_VIEWS
 from .inference import load_checkpoint, render_gray, view_poses
-
-N_VIEWS = 72
 
 
 def ncc(a: np.ndarray, b: np.ndarray) -> float:
@@ -45,7 +45,8 @@ def best_match(turn: np.ndarray, views: dict[int, np.ndarray], sense: int) -> fl
 
 
 def patient_views(paths: dict, size: int) -> dict[int, np.ndarray]:
-    return {k: np.asarray(Image.open(p).convert("L").resize((size, size), Image.Resampling.BILINEAR), np.float64)
+    """View index -> (size, size) float64 gray image, bilinearly resized."""
+    return {k: np.asarray(Image.fromarray(read_gray(p)).resize((size, size), Image.Resampling.BILINEAR), np.float64)
             for k, p in paths.items() if 0 <= k < N_VIEWS}
 
 
