@@ -46,6 +46,7 @@ class SingleViewSpec:
     conventions: tuple[str, ...] = ("paper",)
     lr: float | None = None        # fine-tuning learning rate; None: the checkpoint config's
     view_step_deg: float | None = None  # model azimuth per view index; None: the checkpoint config's
+    render_size: int | None = None      # fine-tuning render size; None: the checkpoint config's
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,8 @@ def _dataset_names(value: Any, where: str, datasets: dict[str, DatasetSpec]) -> 
 
 
 def _single_view(raw: Any, where: str, datasets: dict[str, DatasetSpec], dataset_key: str) -> SingleViewSpec:
-    keys = {dataset_key, "methods", "baselines", "max_iters", "psnr_target", "conventions", "lr", "view_step_deg"}
+    keys = {dataset_key, "methods", "baselines", "max_iters", "psnr_target", "conventions", "lr", "view_step_deg",
+            "render_size"}
     raw = _mapping(raw, where, keys,
                    {dataset_key, "methods"})
     methods = _mapping(raw["methods"], f"{where}.methods", set(map(str, raw["methods"] or {})))
@@ -157,7 +159,8 @@ def _single_view(raw: Any, where: str, datasets: dict[str, DatasetSpec], dataset
         psnr_target=_optional_number(raw.get("psnr_target"), f"{where}.psnr_target"), conventions=conventions,
         lr=_optional_number(raw.get("lr"), f"{where}.lr", "a positive", lambda v: v > 0),
         view_step_deg=_optional_number(raw.get("view_step_deg"), f"{where}.view_step_deg", "a non-zero",
-                                       lambda v: v != 0))
+                                       lambda v: v != 0),
+        render_size=_int(raw["render_size"], f"{where}.render_size", 1) if raw.get("render_size") is not None else None)
 
 
 

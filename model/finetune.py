@@ -86,7 +86,8 @@ def _step(loss: torch.Tensor, opt_g, opt_w) -> None:
 
 def _optimise(model: LoadedModel, generator, z, pose, target, weights, max_iters, psnr_target,
               perceptual, progress) -> pd.DataFrame:
-    """Fine-tune `generator` in place on the full render at `pose`; returns the per-step history."""
+    """Fine-tune `generator` in place on the full render at `pose` and leave it at the step with the best
+    input-view PSNR; returns the per-step history (PSNR of each step's render, before its update)."""
     cfg = model.config.finetune
     size = target.shape[-1]
     weighting = build_weighting(weights, cfg.uncertainty_form).to(model.device)
@@ -97,12 +98,15 @@ def _optimise(model: LoadedModel, generator, z, pose, target, weights, max_iters
     target_u8 = minmax_to_uint8(target.cpu().numpy())
     target_img = target[None, None].to(model.device)
     rows = []
+    best_psnr, best_state = -math.inf, None
     bar = tqdm(range(1, max_iters + 1), disable=not progress, desc="fine-tune", unit="it")
     for iteration in bar:
         render = to_gray(generator.render_image_with_grad(z, pose, size, chunk_rays=cfg.render_chunk))[:, None]
         loss_r, loss_mse = perceptual(render, target_img), mse_loss(render, target_img)
         loss = weighting(torch.stack([loss_r, loss_mse]))
         psnr, ssim_value = _step_metrics(render[0, 0], target_u8)
+        if psnr > best_psnr:  # RMSprop steps make the input-view PSNR jump by dB; keep the best weights
+            best_psnr, best_state = psnr, copy.deepcopy(generator.state_dict())
         reached = psnr_target is not None and psnr >= psnr_target
         if not reached:  # at the target, keep the weights that rendered it: one more step could lose it
             _step(loss, opt_g, opt_w)
@@ -116,6 +120,8 @@ def _optimise(model: LoadedModel, generator, z, pose, target, weights, max_iters
         if reached:
             break
     bar.close()
+    if best_state is not None:
+        generator.load_state_dict(best_state)
     return pd.DataFrame(rows, columns=["iteration", "loss", "loss_r", "loss_mse", "sigma_1", "sigma_2",
                                        "psnr", "ssim"])
 
@@ -123,20 +129,23 @@ def _optimise(model: LoadedModel, generator, z, pose, target, weights, max_iters
 def finetune(checkpoint: str | Path, xray: np.ndarray, *, input_view_index: int = 0,
              loss_weights: str | tuple[float, float] = "learned", azimuth_deg: float | None = None,
              max_iters: int | None = None, psnr_target: float | None = None, lr: float | None = None,
-             view_step_deg: float | None = None, device: str = "auto",
+             view_step_deg: float | None = None, render_size: int | None = None, device: str = "auto",
              seed: int = 0, progress: bool = True, perceptual_weights: str | Path | None = None
              ) -> FinetuneResult:
     """Fine-tune on one X-ray ((H, W) uint8, any size) and render the 72 views at the config's size.
 
-    max_iters, psnr_target, lr and view_step_deg override the checkpoint config's `finetune` values.
+    max_iters, psnr_target, lr, view_step_deg and render_size override the checkpoint config's `finetune` values.
     """
     if not 0 <= input_view_index < N_VIEWS:
         raise UserError(f"input view index {input_view_index}: must be in 0..{N_VIEWS - 1}")
     if lr is not None and not lr > 0:
         raise UserError(f"learning rate {lr}: must be positive")
+    if render_size is not None and not render_size > 0:
+        raise UserError(f"render size {render_size}: must be a positive number of pixels")
     weights = parse_loss_weights(loss_weights)
     model = load_checkpoint(checkpoint, device)
-    overrides = {k: v for k, v in {"lr": lr, "view_step_deg": view_step_deg}.items() if v is not None}
+    overrides = {k: v for k, v in {"lr": lr, "view_step_deg": view_step_deg,
+                                   "render_size": render_size}.items() if v is not None}
     model.config.finetune = dataclasses.replace(model.config.finetune, **overrides)
     cfg = model.config
     ft = cfg.finetune

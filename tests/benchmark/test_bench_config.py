@@ -32,6 +32,8 @@ def test_fine_tuning_overrides():
     config = parse_config(with_change(("table1", "lr"), 1e-4))
     assert config.table1.lr == 1e-4 and config.table1.view_step_deg is None and config.table3.lr is None
     assert parse_config(with_change(("table1", "view_step_deg"), -5)).table1.view_step_deg == -5.0
+    assert config.table1.render_size is None
+    assert parse_config(with_change(("table1", "render_size"), 64)).table1.render_size == 64
 
 
 @pytest.mark.parametrize("path,value,message", [
@@ -44,6 +46,7 @@ def test_fine_tuning_overrides():
     (("datasets", "knee", "input_views"), 0, "must be lists"),
     (("table1", "lr"), -1e-4, "lr: expected a positive number"),
     (("table1", "view_step_deg"), 0, "view_step_deg: expected a non-zero number"),
+    (("table1", "render_size"), 0, "render_size: expected an integer >= 1"),
 ])
 def test_mistakes_are_one_line_user_errors(path, value, message):
     with pytest.raises(UserError) as caught:

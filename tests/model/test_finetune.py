@@ -15,6 +15,7 @@ from model.api import finetune
 from model.finetune import N_VIEWS, prepare_xray, psnr_uint8, view_azimuths
 from model.xray_io import read_xray
 from umed_common.errors import UserError
+from umed_common.images import minmax_to_uint8
 
 HISTORY = ["iteration", "loss", "loss_r", "loss_mse", "sigma_1", "sigma_2", "psnr", "ssim"]
 
@@ -138,3 +139,17 @@ def test_rmsprop_bias_correction_makes_the_first_steps_lr_sized():
     plain.sum().backward()
     opt_plain.step()
     assert abs(abs(float(plain.detach())) - 1e-2) < 1e-4                          # uncorrected: ~10 x lr
+
+
+def test_keeps_the_weights_of_the_best_input_view_step(tiny_checkpoint):
+    # A large lr makes RMSprop overshoot, so the last step is not the best; rendering at the model size
+    # (render_size 32 = image size) makes the kept input view exactly the best step's render.
+    xray = (np.arange(32 * 32).reshape(32, 32) * 7 % 251).astype(np.uint8)
+    result = finetune(tiny_checkpoint, xray, azimuth_deg=30.0, max_iters=3, psnr_target=99.0, lr=0.05,
+                      render_size=32, device="cpu", progress=False)
+    psnr = result.history["psnr"]
+    assert psnr.iloc[-1] < psnr.max()
+    target = minmax_to_uint8(prepare_xray(xray, 32).numpy())
+    assert psnr_uint8(result.views[0], target) == pytest.approx(psnr.max(), abs=1e-9)
+    with pytest.raises(UserError, match="render size"):
+        finetune(tiny_checkpoint, xray, azimuth_deg=30.0, max_iters=1, render_size=0, device="cpu", progress=False)
