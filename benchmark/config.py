@@ -47,6 +47,7 @@ class SingleViewSpec:
     lr: float | None = None        # fine-tuning learning rate; None: the checkpoint config's
     view_step_deg: float | None = None  # model azimuth per view index; None: the checkpoint config's
     render_size: int | None = None      # fine-tuning render size; None: the checkpoint config's
+    z_candidates: int | None = None     # latents searched before fine-tuning; None: the checkpoint config's
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,10 @@ def _int(value: Any, where: str, minimum: int = 0) -> int:
     return value
 
 
+def _optional_int(value: Any, where: str, minimum: int) -> int | None:
+    return None if value is None else _int(value, where, minimum)
+
+
 def _optional_number(value: Any, where: str, kind: str = "a", ok=lambda v: True) -> float | None:
     """None stays None; otherwise a number (not a bool) that passes `ok`, as float."""
     if value is None:
@@ -142,7 +147,7 @@ def _dataset_names(value: Any, where: str, datasets: dict[str, DatasetSpec]) -> 
 
 def _single_view(raw: Any, where: str, datasets: dict[str, DatasetSpec], dataset_key: str) -> SingleViewSpec:
     keys = {dataset_key, "methods", "baselines", "max_iters", "psnr_target", "conventions", "lr", "view_step_deg",
-            "render_size"}
+            "render_size", "z_candidates"}
     raw = _mapping(raw, where, keys,
                    {dataset_key, "methods"})
     methods = _mapping(raw["methods"], f"{where}.methods", set(map(str, raw["methods"] or {})))
@@ -155,12 +160,13 @@ def _single_view(raw: Any, where: str, datasets: dict[str, DatasetSpec], dataset
         datasets=_dataset_names(raw[dataset_key], f"{where}.{dataset_key}", datasets),
         methods={str(k): _loss_weights(v, f"{where}.methods.{k}") for k, v in methods.items()},
         baselines=bool(raw.get("baselines", True)),
-        max_iters=_int(raw["max_iters"], f"{where}.max_iters", 1) if raw.get("max_iters") is not None else None,
+        max_iters=_optional_int(raw.get("max_iters"), f"{where}.max_iters", 1),
         psnr_target=_optional_number(raw.get("psnr_target"), f"{where}.psnr_target"), conventions=conventions,
         lr=_optional_number(raw.get("lr"), f"{where}.lr", "a positive", lambda v: v > 0),
         view_step_deg=_optional_number(raw.get("view_step_deg"), f"{where}.view_step_deg", "a non-zero",
                                        lambda v: v != 0),
-        render_size=_int(raw["render_size"], f"{where}.render_size", 1) if raw.get("render_size") is not None else None)
+        render_size=_optional_int(raw.get("render_size"), f"{where}.render_size", 1),
+        z_candidates=_optional_int(raw.get("z_candidates"), f"{where}.z_candidates", 1))
 
 
 

@@ -110,7 +110,8 @@ def _finetune(model_api, dataset: DatasetSpec, xray: np.ndarray, view: int, weig
               spec: SingleViewSpec, config: BenchConfig, device: str):
     return model_api.finetune(dataset.checkpoint, xray, input_view_index=view, loss_weights=weights,
                               max_iters=spec.max_iters, psnr_target=spec.psnr_target, lr=spec.lr,
-                              view_step_deg=spec.view_step_deg, render_size=spec.render_size, device=device,
+                              view_step_deg=spec.view_step_deg, render_size=spec.render_size,
+                              z_candidates=spec.z_candidates, device=device,
                               seed=config.seed, progress=False)
 
 

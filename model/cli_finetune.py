@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--view-step-deg", type=float,
                         help="model azimuth per DRR view index; its sign sets the rotation direction (default: config)")
     parser.add_argument("--psnr-target", type=float, help="stop at this input-view PSNR in dB (default: config)")
+    parser.add_argument("--z-candidates", type=int,
+                        help="search this many latents z with the azimuth and keep the best (default: config; paper: 1)")
     parser.add_argument("--render-size", type=int,
                         help="fine-tune on renders of this many pixels per side; smaller is faster (default: config)")
     parser.add_argument("--export-volume", action="store_true", help="also write the learned field as volume.nii.gz")
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         result = finetune(args.checkpoint, xray, input_view_index=args.input_view_index,
                           loss_weights=args.loss_weights, azimuth_deg=args.azimuth, max_iters=args.max_iters,
                           psnr_target=args.psnr_target, lr=args.lr, view_step_deg=args.view_step_deg,
-                          render_size=args.render_size, device=args.device, seed=args.seed,
+                          render_size=args.render_size, z_candidates=args.z_candidates, device=args.device, seed=args.seed,
                           progress=not args.no_progress, perceptual_weights=args.perceptual_weights)
     write_finetune_outputs(out, result.views, result.history)
     if args.export_volume:

@@ -107,6 +107,9 @@ class FinetuneConfig:
     # wrecked the input-view render (PSNR 10.1 -> 5.5 dB) and, with MedNeRF's fixed weights, never recovered.
     rmsprop_bias_correction: bool = True
     pose_search_step_deg: float = 10.0
+    # z candidates searched with the azimuth (the best render of the input is kept). 1: the paper's one
+    # random z; more picks the latent the GAN already renders closest to the input.
+    z_candidates: int = 1
     # Model azimuth per DRR view index. +5: DRRs in the MedNeRF convention (flipped left-right) show
     # the patient as a camera of this model would show its mirror image, so the GAN learns the mirrored
     # anatomy, in whose frame the source's clockwise turn is an azimuth increase. A checkpoint can be
@@ -202,6 +205,8 @@ def _validate(cfg: ModelConfig) -> None:
     size = cfg.discriminator.recon_size
     if size < 16 or size & (size - 1):
         raise UserError("config discriminator.recon_size: must be a power of two >= 16")
+    if cfg.finetune.z_candidates < 1:
+        raise UserError("config finetune.z_candidates: must be at least 1")
     parse_loss_weights(cfg.finetune.loss_weights)
 
 

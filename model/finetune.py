@@ -22,7 +22,7 @@ from .config import parse_loss_weights
 from .inference import LoadedModel, load_checkpoint, render_gray, to_gray, view_poses
 from .losses import mse_loss
 from .perceptual import build_perceptual, ssim
-from .pose_search import minmax_signed, search_azimuth
+from .pose_search import search_latent_and_azimuth
 from .train_step import seeded_generator
 from .uncertainty import build_weighting
 
@@ -129,12 +129,14 @@ def _optimise(model: LoadedModel, generator, z, pose, target, weights, max_iters
 def finetune(checkpoint: str | Path, xray: np.ndarray, *, input_view_index: int = 0,
              loss_weights: str | tuple[float, float] = "learned", azimuth_deg: float | None = None,
              max_iters: int | None = None, psnr_target: float | None = None, lr: float | None = None,
-             view_step_deg: float | None = None, render_size: int | None = None, device: str = "auto",
+             view_step_deg: float | None = None, render_size: int | None = None,
+             z_candidates: int | None = None, device: str = "auto",
              seed: int = 0, progress: bool = True, perceptual_weights: str | Path | None = None
              ) -> FinetuneResult:
     """Fine-tune on one X-ray ((H, W) uint8, any size) and render the 72 views at the config's size.
 
-    max_iters, psnr_target, lr, view_step_deg and render_size override the checkpoint config's `finetune` values.
+    max_iters, psnr_target, lr, view_step_deg, render_size and z_candidates override the checkpoint config's
+    `finetune` values.
     """
     if not 0 <= input_view_index < N_VIEWS:
         raise UserError(f"input view index {input_view_index}: must be in 0..{N_VIEWS - 1}")
@@ -142,10 +144,13 @@ def finetune(checkpoint: str | Path, xray: np.ndarray, *, input_view_index: int 
         raise UserError(f"learning rate {lr}: must be positive")
     if render_size is not None and not render_size > 0:
         raise UserError(f"render size {render_size}: must be a positive number of pixels")
+    if z_candidates is not None and not z_candidates > 0:
+        raise UserError(f"z candidates {z_candidates}: must be at least 1")
     weights = parse_loss_weights(loss_weights)
     model = load_checkpoint(checkpoint, device)
     overrides = {k: v for k, v in {"lr": lr, "view_step_deg": view_step_deg,
-                                   "render_size": render_size}.items() if v is not None}
+                                   "render_size": render_size, "z_candidates": z_candidates}.items()
+                 if v is not None}
     model.config.finetune = dataclasses.replace(model.config.finetune, **overrides)
     cfg = model.config
     ft = cfg.finetune
@@ -154,10 +159,16 @@ def finetune(checkpoint: str | Path, xray: np.ndarray, *, input_view_index: int 
     target = prepare_xray(xray, cfg.image_size)
     target_small = target if render_size == cfg.image_size else F.interpolate(
         target[None, None], size=(render_size, render_size), mode="bilinear", antialias=True)[0, 0]
-    z = torch.randn(1, cfg.z_dim, generator=seeded_generator(seed, _STREAM_FINETUNE_Z)).to(model.device)
-    if azimuth_deg is None:
-        azimuth_deg, _, _ = search_azimuth(model.generator, z, target_small, ft.polar_deg, ft.radius,
-                                           ft.pose_search_step_deg, ft.render_chunk, progress)
+    z_stream = seeded_generator(seed, _STREAM_FINETUNE_Z)   # one draw per candidate: the first is the paper's z
+    candidates = torch.cat([torch.randn(1, cfg.z_dim, generator=z_stream) for _ in range(ft.z_candidates)])
+    candidates = candidates.to(model.device)
+    if azimuth_deg is None or ft.z_candidates > 1:
+        best, azimuth_deg, _ = search_latent_and_azimuth(
+            model.generator, candidates, target_small, ft.polar_deg, ft.radius, ft.pose_search_step_deg,
+            azimuth_deg, ft.render_chunk, progress)
+    else:
+        best = 0
+    z = candidates[best:best + 1]
     generator = copy.deepcopy(model.generator).train().requires_grad_(True)
     pose = view_poses(torch.tensor([azimuth_deg]), ft.polar_deg, ft.radius).to(model.device)
     history = _optimise(model, generator, z, pose, target_small, weights,

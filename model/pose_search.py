@@ -1,6 +1,7 @@
 """Estimating the azimuth of a given X-ray in the generator's frame (upstream never did: the GAN is
 unposed, so view 0 of a patient has no known azimuth). Renders the frozen generator at candidate
-azimuths and keeps the one most similar (SSIM after min-max normalisation) to the input."""
+azimuths (and, optionally, several latents z) and keeps the one most similar (SSIM after min-max
+normalisation) to the input."""
 from __future__ import annotations
 
 import torch
@@ -29,3 +30,28 @@ def search_azimuth(generator: Generator, z: torch.Tensor, target: torch.Tensor, 
                   .expand(len(azimuths), -1, -1, -1))
     best = int(torch.argmax(scores))
     return float(azimuths[best]), azimuths, scores.cpu()
+
+
+def search_latent_and_azimuth(generator: Generator, candidates: torch.Tensor, target: torch.Tensor,
+                              polar_deg: float, radius: float, step_deg: float, azimuth_deg: float | None = None,
+                              chunk_rays: int = 8192, progress: bool = False) -> tuple[int, float, torch.Tensor]:
+    """candidates (N, Z), target (S, S) -> (index of the best z, its azimuth_deg, best SSIM per z (N,)).
+
+    With azimuth_deg given only the latent is searched, at that azimuth."""
+    best_scores, best_azimuths = [], []
+    for index in range(candidates.shape[0]):
+        z = candidates[index:index + 1]
+        if azimuth_deg is None:
+            azimuth, azimuths, scores = search_azimuth(generator, z, target, polar_deg, radius, step_deg,
+                                                       chunk_rays, progress)
+            score = scores.max()
+        else:
+            render = render_gray(generator, z, view_poses(torch.tensor([float(azimuth_deg)]), polar_deg, radius),
+                                 target.shape[-1], chunk_rays)
+            azimuth, score = float(azimuth_deg), ssim(minmax_signed(render)[:, None],
+                                                      minmax_signed(target[None].to(render))[:, None])[0].cpu()
+        best_scores.append(float(score))
+        best_azimuths.append(azimuth)
+    scores = torch.tensor(best_scores)
+    best = int(torch.argmax(scores))
+    return best, best_azimuths[best], scores
