@@ -110,10 +110,11 @@ class FinetuneConfig:
     # z candidates searched with the azimuth (the best render of the input is kept). 1: the paper's one
     # random z; more picks the latent the GAN already renders closest to the input.
     z_candidates: int = 1
-    # Model azimuth per DRR view index. +5: DRRs in the MedNeRF convention (flipped left-right) show
-    # the patient as a camera of this model would show its mirror image, so the GAN learns the mirrored
-    # anatomy, in whose frame the source's clockwise turn is an azimuth increase. A checkpoint can be
-    # checked with python -m model.rotation_sense (weak on blurry models: NCC margins ~0.01-0.02).
+    # Model azimuth per DRR view index; its sign is a property of each trained model. A transmission
+    # image from azimuth a + 180 is (nearly, for a cone beam) the mirror of the one from a, so the DRRs
+    # of an anatomy and of its mirror image are the same set: a GAN trained on unposed DRRs learns
+    # either, and the two turn in opposite senses. Measure it per checkpoint on training DRRs with
+    # python -m model.rotation_sense.
     view_step_deg: float = 5.0
     log_every: int = 1
     render_chunk: int = 8192

@@ -1,8 +1,9 @@
 """Which way the model's azimuth turns relative to DRR view indices.
 
-A GAN trained on unposed DRRs learns the anatomy's handedness from the data, but
-whether DRR view k sits at azimuth a + 5k or a - 5k in the model's frame follows
-from the two projection conventions. This renders a full turn for a few z and
+Whether DRR view k sits at azimuth a + 5k or a - 5k in the model's frame is a
+property of each trained model: the view from a + 180 is (nearly) the mirror of
+the view from a, so unposed DRRs cannot tell an anatomy from its mirror image,
+and a GAN may learn either. This renders a full turn for a few z and
 matches it, in both senses and at every offset, against each training patient's
 72 DRRs: the sense with the higher normalised cross-correlation is the sign of
 `finetune.view_step_deg`. The mean best NCC (either sense) says how much a full
