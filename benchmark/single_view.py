@@ -3,9 +3,12 @@
 For each dataset, evaluation patient and input view, every method fine-tunes
 the dataset's checkpoint on that patient's DRR at the input view (with its loss
 weights: fixed (w_r, w_mse) or learned) and renders the 72 views. Each view is
-scored against the patient's DRR of that view. Two baselines need no model:
-the input copied to every view, and the mean training image of each view
-(training patients = those in the data folder that are not evaluated).
+scored against the patient's DRR of that view. Three baselines need no model:
+the input copied to every view; the input copied, but mirrored left-right for
+views more than 90 degrees from it (a transmission image seen from the far
+side is nearly the mirror image, which a 3-D model should at least match);
+and the mean training image of each view (training patients = those in the
+data folder that are not evaluated).
 """
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ from .metrics import score_views
 N_VIEWS = 72
 BASELINE_COPY = "baseline: input copied"
 BASELINE_MEAN = "baseline: mean training image"
+BASELINE_MIRROR = "baseline: input, mirrored on the far side"
+VIEW_STEP_DEG = 5.0
 
 
 @dataclass
@@ -51,6 +56,17 @@ def resize_to(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if image.shape == tuple(size):
         return image
     return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.BILINEAR))
+
+
+def copy_views(image: np.ndarray, input_view: int, mirror_far_side: bool) -> np.ndarray:
+    """(H, W) input at view `input_view` -> (72, H, W): the input at every view, mirrored left-right at
+    views more than 90 degrees away when `mirror_far_side` (the view axis is the image's vertical)."""
+    views = np.repeat(image[None], N_VIEWS, axis=0)
+    if mirror_far_side:
+        steps = np.abs(np.arange(N_VIEWS) - input_view)
+        far = np.minimum(steps, N_VIEWS - steps) * VIEW_STEP_DEG > 90.0
+        views[far] = image[:, ::-1]
+    return views
 
 
 def load_patient(views: dict[int, Path], size: tuple[int, int]) -> PatientViews:
@@ -156,7 +172,8 @@ def run_dataset(spec: SingleViewSpec, dataset: DatasetSpec, config: BenchConfig,
     for patient in dataset.eval_patients if spec.baselines else ():
         truth = result.truth[(dataset.name, patient)]
         for view in dataset.input_views:
-            baselines = {BASELINE_COPY: np.repeat(truth.images[view][None], N_VIEWS, axis=0)}
+            baselines = {BASELINE_COPY: copy_views(truth.images[view], view, mirror_far_side=False),
+                         BASELINE_MIRROR: copy_views(truth.images[view], view, mirror_far_side=True)}
             if mean_views is not None:
                 baselines[BASELINE_MEAN] = mean_views.images
             for method, renders in baselines.items():

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from benchmark.exports import paper_single_view, single_view_markdown, summarise_single_view
-from benchmark.single_view import N_VIEWS, PatientViews, mean_training_views, score_rows
+from benchmark.single_view import N_VIEWS, PatientViews, copy_views, mean_training_views, score_rows
 
 
 def fake_discovery(knee_dir):
@@ -26,6 +26,15 @@ def test_mean_training_image_uses_only_training_patients(knee_dir):
     # knee patient 01 lacks view 7, so view 7 comes from patient 02 alone; views >= 20 are absent here.
     assert mean.present[:20].all() and not mean.present[20:].any()
     assert mean_training_views(discovered, ("01", "02", "03"), (32, 32)) is None
+
+
+def test_copy_baselines_mirror_only_beyond_90_degrees():
+    image = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    plain, mirrored = copy_views(image, 70, False), copy_views(image, 70, True)
+    assert (plain == image).all()
+    # view 70 is the input: views 52..88 (mod 72) lie within 90 deg of it, 17..51 beyond
+    near, far = [52, 70, 0, 16], [17, 34, 51]
+    assert (mirrored[near] == image).all() and (mirrored[far] == image[:, ::-1]).all()
 
 
 def test_scores_skip_missing_views_and_summary_handles_inf():
@@ -84,7 +93,8 @@ def test_tables_1_and_3_quick_end_to_end(knee_dir, tiny_checkpoint, tmp_path):
         assert (out / "plots" / f"table{table}_knee_psnr_per_view.png").is_file()
         assert (out / "contact_sheets" / f"table{table}_knee_04_v00.png").is_file()
     table1 = pd.read_csv(tmp_path / "table1" / "table1_scores.csv")
-    assert set(table1.method) == {"UMedNeRF", "baseline: input copied", "baseline: mean training image"}
+    assert set(table1.method) == {"UMedNeRF", "baseline: input copied", "baseline: mean training image",
+                                  "baseline: input, mirrored on the far side"}
     assert len(table1[(table1.method == "UMedNeRF") & (table1.metric == "psnr")]) == N_VIEWS
     history = pd.read_csv(tmp_path / "table1" / "finetune_history" / "table1_knee_UMedNeRF_04_v00.csv")
     assert {"sigma_1", "sigma_2", "psnr"} <= set(history.columns)
