@@ -169,7 +169,6 @@ def _single_view(raw: Any, where: str, datasets: dict[str, DatasetSpec], dataset
         z_candidates=_optional_int(raw.get("z_candidates"), f"{where}.z_candidates", 1))
 
 
-
 def _generative(raw: Any, datasets: dict[str, DatasetSpec]) -> GenerativeSpec:
     raw = _mapping(raw, "table2", {"datasets", "methods", "ours", "samples", "kid_subset_size", "repeats",
                                      "fid_repeats"},

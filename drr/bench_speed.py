@@ -125,7 +125,8 @@ def main(argv=None) -> int:
     parser.add_argument("--views", type=int, default=72)
     parser.add_argument("--ours", nargs="+", default=["fast", "exact"], choices=["fast", "exact", "trilinear"])
     parser.add_argument("--group", type=int, default=DEFAULT_GROUP, help="fast projector: slabs per knot")
-    parser.add_argument("--table-dtype", choices=["float16", "float32"], default=str(DEFAULT_TABLE_DTYPE).removeprefix("torch."),
+    parser.add_argument("--table-dtype", choices=["float16", "float32"],
+                        default=str(DEFAULT_TABLE_DTYPE).removeprefix("torch."),
                         help="fast projector: storage of the slice-difference rows")
     parser.add_argument("--repeats", type=int, default=3, help="best of N for Plastimatch exact and ours fast")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")

@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         result = finetune(args.checkpoint, xray, input_view_index=args.input_view_index,
                           loss_weights=args.loss_weights, azimuth_deg=args.azimuth, max_iters=args.max_iters,
                           psnr_target=args.psnr_target, lr=args.lr, view_step_deg=args.view_step_deg,
-                          render_size=args.render_size, z_candidates=args.z_candidates, device=args.device, seed=args.seed,
+                          render_size=args.render_size, z_candidates=args.z_candidates,
+                          device=args.device, seed=args.seed,
                           progress=not args.no_progress, perceptual_weights=args.perceptual_weights)
     write_finetune_outputs(out, result.views, result.history)
     if args.export_volume:

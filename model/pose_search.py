@@ -20,10 +20,13 @@ def minmax_signed(images: torch.Tensor) -> torch.Tensor:
 
 
 def search_azimuth(generator: Generator, z: torch.Tensor, target: torch.Tensor, polar_deg: float,
-                   radius: float, step_deg: float, chunk_rays: int = 8192, progress: bool = False
-                   ) -> tuple[float, torch.Tensor, torch.Tensor]:
-    """target (S, S) in [-1, 1] -> (best azimuth_deg, candidate azimuths (A,), SSIM scores (A,))."""
-    azimuths = torch.arange(0.0, 360.0, step_deg)
+                   radius: float, step_deg: float, chunk_rays: int = 8192, progress: bool = False,
+                   azimuths: torch.Tensor | None = None) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """target (S, S) in [-1, 1] -> (best azimuth_deg, candidate azimuths (A,), SSIM scores (A,)).
+
+    Candidates: every step_deg over the full turn, unless `azimuths` (A,) are given."""
+    if azimuths is None:
+        azimuths = torch.arange(0.0, 360.0, step_deg)
     renders = render_gray(generator, z, view_poses(azimuths, polar_deg, radius), target.shape[-1],
                           chunk_rays, progress, desc="pose search")
     scores = ssim(minmax_signed(renders)[:, None], minmax_signed(target[None].to(renders))[:, None]
@@ -38,20 +41,9 @@ def search_latent_and_azimuth(generator: Generator, candidates: torch.Tensor, ta
     """candidates (N, Z), target (S, S) -> (index of the best z, its azimuth_deg, best SSIM per z (N,)).
 
     With azimuth_deg given only the latent is searched, at that azimuth."""
-    best_scores, best_azimuths = [], []
-    for index in range(candidates.shape[0]):
-        z = candidates[index:index + 1]
-        if azimuth_deg is None:
-            azimuth, azimuths, scores = search_azimuth(generator, z, target, polar_deg, radius, step_deg,
-                                                       chunk_rays, progress)
-            score = scores.max()
-        else:
-            render = render_gray(generator, z, view_poses(torch.tensor([float(azimuth_deg)]), polar_deg, radius),
-                                 target.shape[-1], chunk_rays)
-            azimuth, score = float(azimuth_deg), ssim(minmax_signed(render)[:, None],
-                                                      minmax_signed(target[None].to(render))[:, None])[0].cpu()
-        best_scores.append(float(score))
-        best_azimuths.append(azimuth)
-    scores = torch.tensor(best_scores)
+    fixed = None if azimuth_deg is None else torch.tensor([float(azimuth_deg)], dtype=torch.float64)
+    found = [search_azimuth(generator, candidates[index:index + 1], target, polar_deg, radius, step_deg,
+                            chunk_rays, progress, azimuths=fixed) for index in range(candidates.shape[0])]
+    scores = torch.stack([candidate_scores.max() for _, _, candidate_scores in found])
     best = int(torch.argmax(scores))
-    return best, best_azimuths[best], scores
+    return best, found[best][0], scores
