@@ -46,10 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"{out}: already holds fine-tuning outputs (pass --overwrite to replace them)")
     from umed_common.atomic import ensure_writable_dir
     from .export import density_grid, field_extent, write_volume_nifti
-    from .finetune import finetune
+    from .finetune import check_overrides, finetune
     from .outputs import write_finetune_outputs
     from .xray_io import read_xray
     from .checkpoint import read_checkpoint
+    check_overrides(args.lr, args.render_size, args.z_candidates)  # before any folder is created
     xray = read_xray(args.xray)
     read_checkpoint(args.checkpoint)          # a bad checkpoint fails before any folder is created
     ensure_writable_dir(out)

@@ -126,6 +126,16 @@ def _optimise(model: LoadedModel, generator, z, pose, target, weights, max_iters
                                        "psnr", "ssim"])
 
 
+def check_overrides(lr: float | None, render_size: int | None, z_candidates: int | None) -> None:
+    """One-line errors for bad fine-tuning overrides (None: keep the config's value)."""
+    if lr is not None and not lr > 0:
+        raise UserError(f"learning rate {lr}: must be positive")
+    if render_size is not None and not render_size > 0:
+        raise UserError(f"render size {render_size}: must be a positive number of pixels")
+    if z_candidates is not None and not z_candidates > 0:
+        raise UserError(f"z candidates {z_candidates}: must be at least 1")
+
+
 def finetune(checkpoint: str | Path, xray: np.ndarray, *, input_view_index: int = 0,
              loss_weights: str | tuple[float, float] = "learned", azimuth_deg: float | None = None,
              max_iters: int | None = None, psnr_target: float | None = None, lr: float | None = None,
@@ -140,12 +150,7 @@ def finetune(checkpoint: str | Path, xray: np.ndarray, *, input_view_index: int 
     """
     if not 0 <= input_view_index < N_VIEWS:
         raise UserError(f"input view index {input_view_index}: must be in 0..{N_VIEWS - 1}")
-    if lr is not None and not lr > 0:
-        raise UserError(f"learning rate {lr}: must be positive")
-    if render_size is not None and not render_size > 0:
-        raise UserError(f"render size {render_size}: must be a positive number of pixels")
-    if z_candidates is not None and not z_candidates > 0:
-        raise UserError(f"z candidates {z_candidates}: must be at least 1")
+    check_overrides(lr, render_size, z_candidates)
     weights = parse_loss_weights(loss_weights)
     model = load_checkpoint(checkpoint, device)
     overrides = {k: v for k, v in {"lr": lr, "view_step_deg": view_step_deg,

@@ -120,6 +120,11 @@ def test_cli_writes_every_output_and_refuses_mistakes(tmp_path, tiny_checkpoint,
         base.update(dict(zip(args[::2], args[1::2])))
         bad = _cli(*[item for pair in base.items() for item in pair])
         assert bad.returncode == 2 and fragment in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    for option, fragment in (("--lr", "learning rate"), ("--render-size", "render size"),
+                             ("--z-candidates", "z candidates")):
+        bad = _cli("--checkpoint", str(tiny_checkpoint), "--xray", xray, "--out", str(tmp_path / "y"), option, "0")
+        assert bad.returncode == 2 and fragment in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "y").exists()          # refused before any folder is created
 
 
 def test_rmsprop_bias_correction_makes_the_first_steps_lr_sized():
