@@ -36,7 +36,9 @@ from .fast_projector import DEFAULT_GROUP, DEFAULT_TABLE_DTYPE, project_fast
 from .geometry import preset_geometry
 from .plastimatch_peer import find_plastimatch, run_plastimatch
 from .projector import project
-from .volume_io import Volume, axis_aligned, check_volume, read_volume_file
+from .orientation import axis_aligned
+from .volume import Volume, check_volume
+from .volume_io import read_volume_file
 
 DEFAULT_CT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ct" / "chest_ct.nii.gz"
 
@@ -64,7 +66,14 @@ def run_ours(volume: Volume, geometry, method: str, group: int,
     mu = torch.from_numpy(hu_to_attenuation(volume.hu))
     run_ours.mu_seconds = time.perf_counter() - start  # reported apart: HU -> mu is shared code
     if method == "fast":
-        drrs = project_fast(mu, volume.index_to_world(), geometry, group=group, table_dtype=table_dtype)
+        # As drr-generate runs it (drr.cli.threads_for): views on threads, single-threaded ops.
+        cores = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            drrs = project_fast(mu, volume.index_to_world(), geometry, group=group, table_dtype=table_dtype,
+                                workers=cores)
+        finally:
+            torch.set_num_threads(cores)
     else:
         drrs = project(mu, volume.index_to_world(), geometry, method=method)
     return drrs.numpy(), time.perf_counter() - start

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 
-from umed_common.device import add_device_argument
+import torch
+
+from umed_common.device import add_device_argument, resolve_device
 from umed_common.errors import cli_entry
 
 from .pipeline import DrrOptions, generate_all
@@ -60,6 +63,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def threads_for(options: DrrOptions) -> DrrOptions:
+    """Decide CPU threads once for the whole command (torch's setting is process-wide).
+
+    The fast projector runs many small ops per view: its own threads, each projecting
+    batches of views with single-threaded torch ops, keep the cores busier than torch's
+    intra-op threads, which idle at every short op. The exact and trilinear projectors
+    run few large ops and keep torch's threads. Cores are shared between parallel cases.
+    """
+    if options.projector != "fast" or resolve_device(options.device).type != "cpu":
+        return options
+    cores = torch.get_num_threads()  # honours OMP_NUM_THREADS / an earlier set_num_threads
+    torch.set_num_threads(1)
+    return replace(options, projector_threads=max(1, cores // max(1, options.workers)))
+
+
 def _downsample(text: str):
     return text if text == "auto" else int(text)
 
@@ -77,7 +95,11 @@ def main(argv=None) -> int:
                          detector_mm=args.detector_mm, sad_mm=args.sad_mm, sid_mm=args.sid_mm,
                          hu_min=args.hu_min, hu_max=args.hu_max, layout=args.layout, device=args.device,
                          overwrite=args.overwrite, workers=args.workers)
-    results = generate_all(args.input, args.out, options, show_progress=not args.quiet)
+    intra_op_threads = torch.get_num_threads()
+    try:
+        results = generate_all(args.input, args.out, threads_for(options), show_progress=not args.quiet)
+    finally:
+        torch.set_num_threads(intra_op_threads)  # main() also runs inside other processes (tests)
     counts = {status: sum(r.status == status for r in results) for status in ("ok", "skipped", "failed")}
     print(f"drr-generate: {counts['ok']} done, {counts['skipped']} already done, {counts['failed']} failed "
           f"-> {args.out}/manifest.csv")

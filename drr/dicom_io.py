@@ -11,6 +11,8 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from umed_common.errors import UserError
 
+from .volume import Volume
+
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 
 
@@ -82,8 +84,8 @@ def _sorted_headers(paths):
     return [headers[i] for i in order], np.array(positions)[order]
 
 
-def _check_spacing(paths, positions: np.ndarray) -> float:
-    """Slice spacing in mm; UserError for a missing slice, a duplicate or uneven spacing."""
+def _check_spacing(paths, positions: np.ndarray) -> None:
+    """UserError for a single slice, a missing slice, a duplicate or uneven spacing (positions along the normal)."""
     folder = Path(paths[0]).parent
     if len(positions) < 2:
         raise UserError(f"{paths[0]}: series has a single slice (a 2D image, not a volume)")
@@ -97,7 +99,6 @@ def _check_spacing(paths, positions: np.ndarray) -> float:
                         f"{positions[worst + 1]:.2f} mm (gap {gaps[worst]:.2f}, expected {expected:.2f} mm)")
     if gaps.max() - gaps.min() > 0.01 * expected + 1e-3:
         raise UserError(f"{folder}: uneven slice spacing ({gaps.min():.3f} to {gaps.max():.3f} mm)")
-    return float(positions[-1] - positions[0]) / (len(positions) - 1)
 
 
 def _slice_hu(path: Path) -> np.ndarray:
@@ -114,26 +115,45 @@ def _slice_hu(path: Path) -> np.ndarray:
 
 
 def read_series(paths):
-    """One series -> Volume (HU with rescale applied, slices sorted along the normal)."""
-    from .volume_io import Volume
+    """One series -> Volume (HU with rescale applied, slices sorted along the normal).
 
+    Any slice orientation (axial, sagittal, coronal, oblique) and file order; the
+    slice axis is the step between slice positions, so a gantry-tilted series keeps
+    its sheared grid (drr.orientation resamples it for the fast projector).
+    """
     headers, positions = _sorted_headers(paths)
     sorted_paths = [path for path, _ in headers]
-    slice_mm = _check_spacing(sorted_paths, positions)
+    _check_spacing(sorted_paths, positions)
     first = headers[0][1]
     shapes = {(int(h.Rows), int(h.Columns)) for _, h in headers}
     if len(shapes) > 1:
         raise UserError(f"{sorted_paths[0].parent}: slices of different sizes {sorted(shapes)}")
     row_dir, col_dir, normal = _slice_axes(first)
+    slice_axis, slice_mm = _slice_step(headers, normal)
     hu = np.stack([_slice_hu(path) for path in sorted_paths])
     row_mm, col_mm = (float(v) for v in first.PixelSpacing)  # DICOM: (between rows, between columns)
     volume = Volume(hu=hu, spacing_xyz=(col_mm, row_mm, slice_mm),
                     origin_xyz=tuple(float(v) for v in first.ImagePositionPatient),
-                    direction=np.stack([row_dir, col_dir, normal], axis=1),
+                    direction=np.stack([row_dir, col_dir, slice_axis], axis=1),
                     source=str(sorted_paths[0].parent))
     volume.sad_mm = _positive(first.get("DistanceSourceToPatient"))
     volume.sid_mm = _positive(first.get("DistanceSourceToDetector"))
     return volume
+
+
+def _slice_step(headers, normal: np.ndarray) -> tuple[np.ndarray, float]:
+    """Unit world direction (3,) and length (mm) of the step from one slice to the next.
+
+    The plane normal unless the slices are offset within their planes (gantry tilt):
+    then the true step, which makes the grid sheared.
+    """
+    first, last = (np.array([float(v) for v in h.ImagePositionPatient]) for _, h in (headers[0], headers[-1]))
+    step = (last - first) / (len(headers) - 1)
+    along = float(step @ normal)
+    # 1e-3 of a slice: far above header round-off (IPP has ~6 decimals), far below a tilt.
+    if np.linalg.norm(step - along * normal) <= 1e-3 * abs(along):
+        return normal, along
+    return step / np.linalg.norm(step), float(np.linalg.norm(step))
 
 
 def _positive(value) -> float | None:

@@ -28,8 +28,9 @@ proportion (group 1 is exact up to the first point). Measured against
 Plastimatch exact and against an analytic phantom by `python -m drr.bench_speed`;
 tests/drr/test_fast_projector.py checks it against our Siddon.
 
-Needs an axis-aligned volume (identity direction); drr.volume_io.axis_aligned
-gives one exactly for every signed-permutation orientation.
+Needs the voxel axes along the world axes (any order and sign: the volume is
+transposed/flipped exactly, by drr.orientation.axis_aligned_view); an oblique
+volume must be resampled first (drr.orientation.align_to_axes).
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ import torch.nn.functional as F
 from umed_common.malloc_tuning import reuse_freed_memory
 
 from .geometry import Geometry, view_frames
+from .orientation import axis_aligned_view
 
 # Slabs per knot. On the chest CT (72 views) against Plastimatch exact, worst view:
 # group 1 NCC 0.9999983, 2: 0.9999975, 3: 0.9999951, 4: 0.9999907, 8: 0.999956. Against the
@@ -85,17 +87,21 @@ def _factors(downsample) -> tuple[int, int, int]:
 
 def project_fast(mu_zyx: torch.Tensor, index_to_world, geometry: Geometry, *, view_indices=None,
                  downsample="auto", group: int = DEFAULT_GROUP, table_dtype: torch.dtype = DEFAULT_TABLE_DTYPE,
-                 progress=None) -> torch.Tensor:
-    """(Z, Y, X) mu per mm on an axis-aligned grid -> (V, H, W) float32 line integrals.
+                 workers: int = 1, progress=None) -> torch.Tensor:
+    """(Z, Y, X) mu per mm -> (V, H, W) float32 line integrals.
+
+    index_to_world (4, 4): its direction must be a signed permutation (voxel axes along
+    the world axes, any order and sign); ValueError otherwise.
 
     downsample: 'auto' (none), an int, or (fx, fy, fz) box-averaging factors.
     group: voxel slabs summed per knot of the horizontal pass (1 = exact Siddon).
     table_dtype: storage of the slice-difference rows (float16 default, or float32).
+    workers: CPU threads that project batches of views side by side (see _run_batches).
     """
-    affine = np.asarray(index_to_world, dtype=np.float64)
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
-    if not np.allclose(affine[:3, :3], np.diag(spacing), atol=1e-6 * spacing.max()):
-        raise ValueError("the fast projector needs an axis-aligned volume (use volume_io.axis_aligned)")
+    # Any order and sign of the voxel axes: the same voxels, transposed/flipped (no copy
+    # when already LPS). An oblique affine raises: resample it first (orientation.align_to_axes).
+    mu_zyx, affine = axis_aligned_view(mu_zyx, index_to_world)
+    spacing = np.diag(affine)[:3]
     if group < 1:
         raise ValueError(f"group must be >= 1, got {group}")
     reuse_freed_memory()  # process-wide, once: see umed_common.malloc_tuning
@@ -108,7 +114,8 @@ def project_fast(mu_zyx: torch.Tensor, index_to_world, geometry: Geometry, *, vi
     out = torch.zeros((count, geometry.detector_rows, geometry.detector_cols), dtype=torch.float32,
                       device=mu.device)
 
-    batches = _view_batches(count, mu.device)
+    workers = workers if mu.device.type == "cpu" else 1
+    batches = _view_batches(count, workers)
 
     def one_batch(views: list[int]) -> None:
         source = rays["source"][views]  # (B, 3)
@@ -121,7 +128,7 @@ def project_fast(mu_zyx: torch.Tensor, index_to_world, geometry: Geometry, *, vi
                     steps, grid_yx, source[view_at], toward[view_at, col_at], rays["rows_z"], march,
                     np.asarray(spacing), group).t()
 
-    _run_batches(one_batch, batches, mu.device, progress)
+    _run_batches(one_batch, batches, workers, progress)
     return out
 
 
@@ -130,24 +137,22 @@ def project_fast(mu_zyx: torch.Tensor, index_to_world, geometry: Geometry, *, vi
 VIEWS_PER_BATCH = 4
 
 
-def _workers(device) -> int:
-    return torch.get_num_threads() if device.type == "cpu" else 1
-
-
-def _view_batches(count: int, device) -> list[list[int]]:
+def _view_batches(count: int, workers: int) -> list[list[int]]:
     """Consecutive views in batches of VIEWS_PER_BATCH, smaller when needed to feed every worker."""
-    size = max(1, min(VIEWS_PER_BATCH, -(-count // _workers(device))))
+    size = max(1, min(VIEWS_PER_BATCH, -(-count // max(1, workers))))
     return [list(range(start, min(start + size, count))) for start in range(0, count, size)]
 
 
-def _run_batches(one_batch, batches: list[list[int]], device, progress) -> None:
-    """Call one_batch on each batch; on CPU, one batch per thread with single-threaded ops.
+def _run_batches(one_batch, batches: list[list[int]], workers: int, progress) -> None:
+    """Call one_batch on each batch, on `workers` threads when more than one.
 
-    The per-view ops are small, so torch's intra-op threads idle at each of the
-    many short ops; whole batches on separate threads keep every core busy.
+    The per-view ops are small, so torch's intra-op threads idle at each of the many
+    short ops; whole batches on separate threads keep every core busy. Each thread
+    then wants single-threaded torch ops. That setting is process-wide, so the command
+    makes it once (torch.set_num_threads(1), drr.cli.threads_for), never this call:
+    other cases may be projecting on other threads meanwhile.
     """
     count = sum(len(batch) for batch in batches)
-    workers = _workers(device)
     done = 0
 
     def report(batch) -> None:
@@ -161,13 +166,9 @@ def _run_batches(one_batch, batches: list[list[int]], device, progress) -> None:
             one_batch(batch)
             report(batch)
         return
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for batch, _ in zip(batches, pool.map(one_batch, batches)):
-                report(batch)
-    finally:
-        torch.set_num_threads(workers)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for batch, _ in zip(batches, pool.map(one_batch, batches)):
+            report(batch)
 
 
 def _slice_steps(mu_zyx: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

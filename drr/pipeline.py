@@ -24,12 +24,14 @@ from umed_common.errors import UserError
 from . import writer
 from .attenuation import AttenuationModel, hu_to_attenuation
 from .geometry import preset_geometry
-from .projector import METHODS, project
-from .volume_io import CaseSource, axis_aligned, discover_cases, load_case
+from .orientation import Alignment, align_to_axes, traced_as_read
+from .projector import AXIS_ALIGNED_ONLY, METHODS, project
+from .volume_io import CaseSource, discover_cases, load_case
 
 MANIFEST_COLUMNS = ["case_id", "status", "message", "source", "shape_xyz", "spacing_xyz", "sad_mm",
                     "sid_mm", "detector_mm", "detector_px", "views", "angle_step_deg", "projector",
-                    "hu_window", "seconds", "outputs", "png_sha256", "raw_sha256", "geometry_sha256"]
+                    "orientation", "hu_window", "seconds", "outputs", "png_sha256", "raw_sha256",
+                    "geometry_sha256"]
 
 
 @dataclass
@@ -53,7 +55,10 @@ class DrrOptions:
     layout: str = "standard"
     device: str = "auto"
     overwrite: bool = False
-    workers: int = 1
+    workers: int = 1  # cases in parallel
+    # Threads the fast projector runs views on (CPU); they want single-threaded torch ops,
+    # which only the command sets (drr.cli.threads_for), so 1 for Python callers.
+    projector_threads: int = 1
 
 
 @dataclass
@@ -77,15 +82,22 @@ def geometry_for(volume, options: DrrOptions):
 
 
 def render_volume(volume, options: DrrOptions, device: torch.device):
-    """Volume -> ((V, H, W) float32 numpy line integrals, Geometry)."""
-    if options.projector == "fast":
-        volume = axis_aligned(volume)
+    """Volume -> ((V, H, W) float32 numpy line integrals, Geometry, Alignment).
+
+    The geometry comes from the volume as read (its centre is the isocentre, whatever
+    the voxel order); the Alignment says what the projector was given (case record).
+    """
     geometry = geometry_for(volume, options)
     model = AttenuationModel(hu_min=options.hu_min, hu_max=options.hu_max)
-    mu = torch.from_numpy(hu_to_attenuation(volume.hu, model)).to(device)
-    drrs = project(mu, volume.index_to_world(), geometry, method=options.projector,
-                   step_mm=options.step_mm, downsample=options.downsample)
-    return drrs.cpu().numpy(), geometry
+    mu = torch.from_numpy(hu_to_attenuation(volume.hu, model))
+    index_to_world = volume.index_to_world()
+    if options.projector in AXIS_ALIGNED_ONLY:
+        mu, index_to_world, alignment = align_to_axes(mu, index_to_world, outside_value=0.0)
+    else:
+        alignment = traced_as_read(index_to_world)
+    drrs = project(mu.to(device), index_to_world, geometry, method=options.projector,
+                   step_mm=options.step_mm, downsample=options.downsample, workers=options.projector_threads)
+    return drrs.cpu().numpy(), geometry, alignment
 
 
 def generate_case(case: CaseSource, out_dir: Path, options: DrrOptions, device: torch.device) -> CaseResult:
@@ -97,11 +109,11 @@ def generate_case(case: CaseSource, out_dir: Path, options: DrrOptions, device: 
     start = time.perf_counter()
     try:
         volume = load_case(case)
-        drrs, geometry = render_volume(volume, options, device)
+        drrs, geometry, alignment = render_volume(volume, options, device)
         if not np.isfinite(drrs).all() or drrs.max() <= 0:
             raise UserError(f"{source}: the volume lies outside every ray (nothing but air projected)")
         seconds = time.perf_counter() - start
-        record = _record(case.case_id, source, volume, geometry, options, seconds)
+        record = _record(case.case_id, source, volume, geometry, options, alignment, seconds)
         if options.overwrite:
             writer.remove_case(out_dir, case.case_id, options.layout, options.views)
         record = writer.write_case(out_dir, case.case_id, drrs, geometry.to_dict(), record, options.layout)
@@ -113,7 +125,9 @@ def generate_case(case: CaseSource, out_dir: Path, options: DrrOptions, device: 
                           time.perf_counter() - start)
 
 
-def _record(case_id, source, volume, geometry, options: DrrOptions, seconds: float) -> dict:
+def _record(case_id, source, volume, geometry, options: DrrOptions, alignment: Alignment, seconds: float) -> dict:
+    """The manifest row of a finished case; shape and spacing as read, `orientation` says
+    what the projector was given (voxels as read, transposed/flipped, or resampled)."""
     return {"case_id": case_id, "status": "ok", "message": "; ".join(volume.warnings), "source": source,
             "shape_xyz": "x".join(str(s) for s in volume.shape_xyz),
             "spacing_xyz": "x".join(f"{s:.6g}" for s in volume.spacing_xyz),
@@ -122,6 +136,7 @@ def _record(case_id, source, volume, geometry, options: DrrOptions, seconds: flo
             "detector_px": f"{geometry.detector_rows}x{geometry.detector_cols}", "views": geometry.views,
             "angle_step_deg": geometry.angle_step_deg,
             "projector": options.projector + (f"(downsample={options.downsample})" if options.projector == "fast" else ""),
+            "orientation": alignment.record(),
             "hu_window": f"{options.hu_min}..{options.hu_max}", "seconds": round(seconds, 3)}
 
 
@@ -132,6 +147,8 @@ def _check_options(options: DrrOptions) -> None:
         raise UserError(f"--layout {options.layout}: unknown (choose {', '.join(writer.LAYOUTS)})")
     if options.workers < 1:
         raise UserError("--workers must be >= 1")
+    if options.projector_threads < 1:
+        raise UserError(f"projector_threads must be >= 1, got {options.projector_threads}")
     if options.step_mm is not None and options.step_mm <= 0:
         raise UserError("--step-mm must be positive")
 

@@ -2,7 +2,7 @@
 
 Plastimatch ignores direction cosines, so it gets an identity-direction (LPS)
 MetaImage of the same voxels (an exact flip/permutation, see
-volume_io.axis_aligned). Its PFM images hold 0.1 x the line integral of the
+orientation.axis_aligned). Its PFM images hold 0.1 x the line integral of the
 `preprocess` mu per mm (it works in cm); `run_plastimatch` multiplies by 10 so
 the result is directly comparable with drr.projector.project.
 """
@@ -22,7 +22,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from .geometry import Geometry
-from .volume_io import Volume, axis_aligned, to_sitk
+from .orientation import axis_aligned
+from .volume import Volume, to_sitk
 
 PLASTIMATCH_SCALE = 10.0
 

@@ -16,20 +16,24 @@ import torch.nn.functional as F
 from .geometry import Geometry, pixel_centres, view_frames
 
 METHODS = ("exact", "trilinear", "fast")
+# Projectors that need an identity-direction grid (drr.orientation.align_to_axes gives one).
+AXIS_ALIGNED_ONLY = ("fast",)
 
 
 def project(mu_zyx: torch.Tensor, index_to_world, geometry: Geometry, *, method: str = "exact",
-            step_mm: float | None = None, view_indices=None, downsample="auto",
+            step_mm: float | None = None, view_indices=None, downsample="auto", workers: int = 1,
             chunk_elements: int = 4_000_000, progress=None) -> torch.Tensor:
     """(Z, Y, X) mu per mm -> (V, H, W) float32 line integrals (dimensionless).
 
     method: 'exact' (Siddon), 'trilinear' (fixed step, default half the smallest
-    voxel side) or 'fast' (see fast_projector; needs an axis-aligned volume).
+    voxel side) or 'fast' (see fast_projector; needs the voxel axes along the world
+    axes in any order and sign, and an oblique volume resampled by drr.orientation).
+    downsample and workers (threads for batches of views) apply to 'fast' only.
     """
     if method == "fast":
         from .fast_projector import project_fast
         return project_fast(mu_zyx, index_to_world, geometry, view_indices=view_indices,
-                            downsample=downsample, progress=progress)
+                            downsample=downsample, workers=workers, progress=progress)
     if method not in METHODS:
         raise ValueError(f"unknown projector {method!r}")
     sources, ends, lengths = _rays_in_index_space(mu_zyx, index_to_world, geometry, view_indices)

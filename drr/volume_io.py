@@ -1,57 +1,28 @@
 """Find and load CT volumes: NIfTI, MetaImage, NRRD (SimpleITK) and DICOM series.
 
-A `Volume` is HU on a (Z, Y, X) grid plus the index -> world (LPS, mm) map:
-world = origin + direction @ (index_xyz * spacing_xyz). Direction cosines are
-kept: the projectors honour them (Plastimatch ignores them).
+Every reader returns a `drr.volume.Volume` with the direction cosines as the
+file states them; `drr.orientation` is the one place that handles them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import SimpleITK as sitk
 
 from umed_common.errors import UserError
 
 from . import dicom_io
-from .dicom_io import write_dicom_series  # noqa: F401  (public here too, as documented)
+from .volume import Volume, check_volume, from_sitk
+
+# Public here too, as before the split (documented; older scripts import them from here).
+from .dicom_io import write_dicom_series  # noqa: F401
+from .orientation import axis_aligned  # noqa: F401
+from .volume import to_sitk  # noqa: F401
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")
 # Data files that belong to a header we already list (MetaImage, NRRD detached).
 COMPANION_SUFFIXES = (".raw", ".zraw", ".raw.gz")
-
-
-@dataclass
-class Volume:
-    """hu: (Z, Y, X) float32 HU; spacing/origin in x, y, z order (mm); direction (3, 3)
-    whose columns are the world directions of the index axes x, y, z."""
-
-    hu: np.ndarray
-    spacing_xyz: tuple[float, float, float]
-    origin_xyz: tuple[float, float, float]
-    direction: np.ndarray = field(default_factory=lambda: np.eye(3))
-    source: str = ""
-    sad_mm: float | None = None
-    sid_mm: float | None = None
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def shape_xyz(self) -> tuple[int, int, int]:
-        z, y, x = self.hu.shape
-        return (x, y, z)
-
-    def index_to_world(self) -> np.ndarray:
-        """(4, 4) affine from (x, y, z) voxel index to world mm."""
-        affine = np.eye(4)
-        affine[:3, :3] = np.asarray(self.direction) @ np.diag(self.spacing_xyz)
-        affine[:3, 3] = self.origin_xyz
-        return affine
-
-    def centre_mm(self) -> tuple[float, float, float]:
-        """Isocentre convention of MedNeRF: origin + (size - 1) / 2 * spacing (along the axes)."""
-        half = (np.array(self.shape_xyz) - 1) / 2.0
-        return tuple(float(v) for v in self.index_to_world() @ np.append(half, 1.0))[:3]
 
 
 @dataclass(frozen=True)
@@ -143,75 +114,4 @@ def read_volume_file(path: str | Path) -> Volume:
                         "expected a scalar CT volume")
     if image.GetDimension() != 3:
         raise UserError(f"{path}: is a {image.GetDimension()}D image, expected a 3D volume")
-    hu = sitk.GetArrayFromImage(image).astype(np.float32)
-    direction = np.array(image.GetDirection(), dtype=np.float64).reshape(3, 3)
-    return Volume(hu, tuple(image.GetSpacing()), tuple(image.GetOrigin()), direction, str(path))
-
-
-def check_volume(volume: Volume) -> Volume:
-    """Reject volumes that cannot give a DRR; NaN voxels become air with a warning."""
-    name = volume.source
-    if min(volume.hu.shape) < 2:
-        raise UserError(f"{name}: shape {volume.shape_xyz} is not a 3D volume (a 2D image?)")
-    if min(volume.spacing_xyz) <= 0:
-        raise UserError(f"{name}: non-positive voxel spacing {volume.spacing_xyz}")
-    finite = np.isfinite(volume.hu)
-    if not finite.any():
-        raise UserError(f"{name}: contains no finite values (all NaN/inf)")
-    if not finite.all():
-        volume.hu = np.where(finite, volume.hu, -1000.0).astype(np.float32)
-        volume.warnings.append(f"{int((~finite).sum())} non-finite voxels treated as air")
-    low, high = float(volume.hu.min()), float(volume.hu.max())
-    if low == high:
-        raise UserError(f"{name}: constant volume (every voxel is {low:g}), nothing to project")
-    return volume
-
-
-def axis_aligned(volume: Volume) -> Volume:
-    """Same volume with identity direction, by exact axis flips/permutations.
-
-    Only for direction matrices that are signed permutations (every common CT
-    orientation: LPS, RAS, LAS, ...); oblique volumes are resampled linearly.
-    """
-    direction = np.asarray(volume.direction)
-    rounded = np.round(direction)
-    if not np.allclose(direction, rounded, atol=1e-5) or abs(abs(np.linalg.det(rounded)) - 1) > 1e-6:
-        return _resample_axis_aligned(volume)
-    world_axis_of_index = np.argmax(np.abs(rounded), axis=0)  # index axis i -> world axis
-    hu_xyz = np.transpose(volume.hu, (2, 1, 0))
-    order = np.argsort(world_axis_of_index)  # index axis that maps to world x, y, z
-    hu_xyz = np.transpose(hu_xyz, order)
-    spacing = np.array(volume.spacing_xyz)[order]
-    signs = rounded[np.arange(3), world_axis_of_index[order]]
-    shape = np.array(hu_xyz.shape)
-    origin = np.array(volume.origin_xyz, dtype=np.float64)
-    for axis in range(3):
-        if signs[axis] < 0:
-            hu_xyz = np.flip(hu_xyz, axis)
-            origin[axis] -= (shape[axis] - 1) * spacing[axis]
-    hu = np.ascontiguousarray(np.transpose(hu_xyz, (2, 1, 0)))
-    return replace(volume, hu=hu, spacing_xyz=tuple(float(s) for s in spacing),
-                   origin_xyz=tuple(float(o) for o in origin), direction=np.eye(3))
-
-
-def _resample_axis_aligned(volume: Volume) -> Volume:
-    image = to_sitk(volume)
-    corners = [image.TransformContinuousIndexToPhysicalPoint([float(c) for c in corner])
-               for corner in np.array(np.meshgrid(*[[-0.5, s - 0.5] for s in volume.shape_xyz])).reshape(3, -1).T]
-    low, high = np.min(corners, axis=0), np.max(corners, axis=0)
-    step = min(volume.spacing_xyz)
-    size = [int(np.ceil((h - lo) / step)) for lo, h in zip(low, high)]
-    out = sitk.Resample(image, size, sitk.Transform(), sitk.sitkLinear, tuple(low + step / 2),
-                        (step,) * 3, tuple(np.eye(3).ravel()), -1000.0, sitk.sitkFloat32)
-    result = replace(volume, hu=sitk.GetArrayFromImage(out), spacing_xyz=(step,) * 3,
-                     origin_xyz=tuple(out.GetOrigin()), direction=np.eye(3))
-    result.warnings = [*volume.warnings, "oblique volume resampled (linear) onto an axis-aligned grid"]
-    return result
-
-
-def to_sitk(volume: Volume) -> sitk.Image:
-    image = sitk.GetImageFromArray(np.ascontiguousarray(volume.hu, dtype=np.float32))
-    image.SetSpacing(tuple(float(s) for s in volume.spacing_xyz))
-    image.SetOrigin(tuple(float(o) for o in volume.origin_xyz))
-    image.SetDirection(tuple(float(d) for d in np.asarray(volume.direction).ravel()))
-    return image
+    return from_sitk(image, str(path))

@@ -23,5 +23,6 @@ def chest_ct_path() -> Path:
 
 @pytest.fixture(scope="session")
 def chest_volume(chest_ct_path):
-    from drr.volume_io import check_volume, read_volume_file
+    from drr.volume import check_volume
+    from drr.volume_io import read_volume_file
     return check_volume(read_volume_file(chest_ct_path))

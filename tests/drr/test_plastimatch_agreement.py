@@ -9,7 +9,7 @@ from drr.attenuation import hu_to_attenuation
 from drr.geometry import preset_geometry
 from drr.plastimatch_peer import find_plastimatch, run_plastimatch
 from drr.projector import project
-from drr.volume_io import axis_aligned
+from drr.orientation import axis_aligned
 
 
 def per_view_scores(ours: np.ndarray, peer: np.ndarray):
