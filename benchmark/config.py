@@ -31,6 +31,9 @@ class DatasetSpec:
     data_dir: Path
     checkpoint: Path | None = None
     eval_patients: tuple[str, ...] = ()
+    # methods fine-tuned from another checkpoint than `checkpoint` (e.g. the paper-faithful GAN beside the
+    # physical model in one table): method name -> checkpoint file or training folder
+    method_checkpoints: dict[str, Path] = field(default_factory=dict)
     input_views: tuple[int, ...] = (0,)
 
 
@@ -123,7 +126,10 @@ def _loss_weights(value: Any, where: str) -> LossWeights:
 
 def _dataset(name: str, raw: Any) -> DatasetSpec:
     where = f"datasets.{name}"
-    raw = _mapping(raw, where, {"data_dir", "checkpoint", "eval_patients", "input_views"}, {"data_dir"})
+    raw = _mapping(raw, where, {"data_dir", "checkpoint", "eval_patients", "input_views", "method_checkpoints"},
+                   {"data_dir"})
+    extra = _mapping(raw.get("method_checkpoints") or {}, f"{where}.method_checkpoints",
+                     set(map(str, raw.get("method_checkpoints") or {})))
     patients = raw.get("eval_patients", [])
     views = raw.get("input_views", [0])
     if not isinstance(patients, list) or not isinstance(views, list):
@@ -132,7 +138,8 @@ def _dataset(name: str, raw: Any) -> DatasetSpec:
         name=name, data_dir=_path(raw["data_dir"], f"{where}.data_dir"),
         checkpoint=_path(raw["checkpoint"], f"{where}.checkpoint") if raw.get("checkpoint") else None,
         eval_patients=tuple(f"{p:02d}" if isinstance(p, int) else str(p) for p in patients),
-        input_views=tuple(_int(v, f"{where}.input_views") for v in views))
+        input_views=tuple(_int(v, f"{where}.input_views") for v in views),
+        method_checkpoints={str(k): _path(v, f"{where}.method_checkpoints.{k}") for k, v in extra.items()})
 
 
 def _dataset_names(value: Any, where: str, datasets: dict[str, DatasetSpec]) -> tuple[str, ...]:

@@ -122,9 +122,10 @@ def score_rows(renders: np.ndarray, truth: PatientViews, conventions: tuple[str,
     return rows
 
 
-def _finetune(model_api, dataset: DatasetSpec, xray: np.ndarray, view: int, weights: LossWeights,
+def _finetune(model_api, dataset: DatasetSpec, method: str, xray: np.ndarray, view: int, weights: LossWeights,
               spec: SingleViewSpec, config: BenchConfig, device: str):
-    return model_api.finetune(dataset.checkpoint, xray, input_view_index=view, loss_weights=weights,
+    checkpoint = dataset.method_checkpoints.get(method, dataset.checkpoint)
+    return model_api.finetune(checkpoint, xray, input_view_index=view, loss_weights=weights,
                               max_iters=spec.max_iters, psnr_target=spec.psnr_target, lr=spec.lr,
                               view_step_deg=spec.view_step_deg, render_size=spec.render_size,
                               z_candidates=spec.z_candidates, device=device,
@@ -142,8 +143,9 @@ def run_dataset(spec: SingleViewSpec, dataset: DatasetSpec, config: BenchConfig,
 
     if spec.methods and dataset.checkpoint is None:
         raise UserError(f"datasets.{dataset.name}: a checkpoint is needed to fine-tune {', '.join(spec.methods)}")
-    if dataset.checkpoint is not None and not dataset.checkpoint.is_file():
-        raise UserError(f"datasets.{dataset.name}.checkpoint: no such file {dataset.checkpoint}")
+    for checkpoint in (dataset.checkpoint, *dataset.method_checkpoints.values()):
+        if checkpoint is not None and not checkpoint.exists():
+            raise UserError(f"datasets.{dataset.name}: no such checkpoint {checkpoint}")
     discovered = model_api.discover_drr_images(dataset.data_dir)
     check_eval_set(dataset, discovered)
     size = _render_size(model_api, dataset.checkpoint, device)
@@ -157,7 +159,7 @@ def run_dataset(spec: SingleViewSpec, dataset: DatasetSpec, config: BenchConfig,
         truth = result.truth[(dataset.name, patient)]
         xray = read_gray(discovered[patient][view])  # native size: the model resizes its own input
         start = time.perf_counter()
-        outcome = _finetune(model_api, dataset, xray, view, spec.methods[method], spec, config, device)
+        outcome = _finetune(model_api, dataset, method, xray, view, spec.methods[method], spec, config, device)
         seconds = time.perf_counter() - start
         key = (dataset.name, method, patient, view)
         views = np.asarray(outcome.views, dtype=np.uint8)

@@ -11,12 +11,14 @@ from umed_common.errors import UserError, cli_entry
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="umed-finetune", description=__doc__)
-    parser.add_argument("--checkpoint", required=True, help="RUN/model.pt from umed-train")
+    parser.add_argument("--checkpoint", required=True, help="the umed-train folder RUN (or RUN/model.pt)")
     parser.add_argument("--xray", required=True, help="input X-ray: PNG/JPEG (gray or RGB) or DICOM")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--loss-weights", default="learned", help="learned (Eq. 5) or fixed 'w_r,w_mse', e.g. 0.3,0.1")
     parser.add_argument("--azimuth", type=float, help="azimuth (deg) of the input view in the model frame; default: searched")
-    parser.add_argument("--input-view-index", type=int, default=0, help="DRR view index (0..71) of the input X-ray")
+    parser.add_argument("--input-view-index", type=int,
+                        help="DRR view index (0..71) of the input X-ray; fixes its pose (default: 0 for GAN "
+                             "checkpoints, searched for physical ones)")
     parser.add_argument("--max-iters", type=int, help="fine-tuning steps (default: config)")
     parser.add_argument("--lr", type=float, help="generator learning rate (default: config)")
     parser.add_argument("--view-step-deg", type=float,
@@ -45,14 +47,19 @@ def main(argv: list[str] | None = None) -> int:
     if (out / "views").exists() and not args.overwrite:
         raise UserError(f"{out}: already holds fine-tuning outputs (pass --overwrite to replace them)")
     from umed_common.atomic import ensure_writable_dir
-    from .export import density_grid, field_extent, write_volume_nifti
+    from .export import density_grid, field_extent, write_attenuation_nifti, write_volume_nifti
     from .finetune import check_overrides, finetune
     from .outputs import write_finetune_outputs
     from .xray_io import read_xray
     from .checkpoint import read_checkpoint
     check_overrides(args.lr, args.render_size, args.z_candidates)  # before any folder is created
     xray = read_xray(args.xray)
-    read_checkpoint(args.checkpoint)          # a bad checkpoint fails before any folder is created
+    from .physical import resolve_run
+    if args.input_view_index is not None and not 0 <= args.input_view_index < 72:
+        raise UserError(f"--input-view-index {args.input_view_index}: must be in 0..71")
+    if args.volume_size < 2:
+        raise UserError(f"--volume-size {args.volume_size}: must be at least 2")
+    read_checkpoint(resolve_run(args.checkpoint))  # a bad checkpoint fails before any folder is created
     ensure_writable_dir(out)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
@@ -64,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
                           device=args.device, seed=args.seed,
                           progress=not args.no_progress, perceptual_weights=args.perceptual_weights)
     write_finetune_outputs(out, result.views, result.history)
-    if args.export_volume:
+    if args.export_volume and result.attenuation is not None:
+        write_attenuation_nifti(out / "volume.nii.gz", result.attenuation, result.box_mm)
+    elif args.export_volume:
         volume = density_grid(result.generator, result.z, args.volume_size)
         write_volume_nifti(out / "volume.nii.gz", volume, field_extent(result.generator))
     last = result.history.iloc[-1]

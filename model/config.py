@@ -6,6 +6,7 @@ whole description of an experiment. Unknown keys are a user mistake, never silen
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from dataclasses import field as _field
 from pathlib import Path
@@ -121,8 +122,38 @@ class FinetuneConfig:
 
 
 @dataclass
+class PhysicalConfig:
+    """The physically matched family (model.atlas): DRR camera, attenuation atlas, single-view fitting."""
+
+    preset: str = "knee"            # DRR recipe of the data: knee (350 mm detector) | chest (500 mm)
+    sad_mm: float = 541.0
+    sid_mm: float = 949.0
+    box_mm: float = 250.0           # side of the cube (about the isocentre) the attenuation volume fills
+    grid: int = 48                  # voxels per side of each atlas volume
+    mu_scale: float = 0.02          # attenuation per mm of softplus(0): sets the optimiser's natural step
+    train_size: int = 64            # pixels per side of the views reconstructed in training
+    samples: int = 80               # samples per ray at train_size and when fitting the latent
+    render_samples: int = 144       # samples per ray of the 72 rendered views
+    recon_steps: int = 250          # tomography steps per training patient
+    recon_lr: float = 0.1
+    views_per_step: int = 8
+    fit_size: int = 64              # pixels per side when fitting atlas weights and pose
+    fit_steps: int = 150
+    fit_lr: float = 0.02
+    pose_prior: float = 0.01        # weight of |pose|^2 in the latent fit; calibrated on training patients
+    pose_prior_candidates: tuple[float, ...] = (0.001, 0.01, 0.1)
+    gain_steps: int = 150           # bounded-gain tuning steps at image_size
+    gain_lr: float = 0.02
+    max_gain: float = 4.0
+    calibrate: bool = True          # leave each training patient out to pick pose_prior (needs >= 2 patients)
+    calibration_views: tuple[int, ...] = (0, 18)
+
+
+@dataclass
 class ModelConfig:
     name: str = "model"
+    # gan: the paper-faithful GRAF/MedNeRF generator; physical: the DRR-camera attenuation atlas (model.atlas)
+    family: str = "gan"
     image_size: int = 128
     perceptual: str = "vgg16"       # vgg16 (ImageNet weights, offline) | ssim (weight-free 1 - SSIM)
     camera: CameraConfig = _field(default_factory=CameraConfig)
@@ -132,6 +163,7 @@ class ModelConfig:
     discriminator: DiscriminatorConfig = _field(default_factory=DiscriminatorConfig)
     train: TrainConfig = _field(default_factory=TrainConfig)
     finetune: FinetuneConfig = _field(default_factory=FinetuneConfig)
+    physical: PhysicalConfig = _field(default_factory=PhysicalConfig)
 
     @property
     def z_dim(self) -> int:
@@ -149,6 +181,8 @@ _CHOICES = {
     ("discriminator", "loss"): ("hinge", "nonsaturating"),
     ("finetune", "uncertainty_form"): ("logvar", "log1p"),
     ((), "perceptual"): ("vgg16", "ssim"),
+    ((), "family"): ("gan", "physical"),
+    ("physical", "preset"): ("knee", "chest"),
     ("field", "precision"): ("float32", "bfloat16"),
 }
 
@@ -209,6 +243,31 @@ def _validate(cfg: ModelConfig) -> None:
     if cfg.finetune.z_candidates < 1:
         raise UserError("config finetune.z_candidates: must be at least 1")
     parse_loss_weights(cfg.finetune.loss_weights)
+    _validate_physical(cfg.physical)
+
+
+def _validate_physical(phys: PhysicalConfig) -> None:
+    positive = ("sad_mm", "sid_mm", "box_mm", "mu_scale", "recon_lr", "fit_lr", "gain_lr")
+    for name in positive:
+        value = getattr(phys, name)
+        if not (math.isfinite(value) and value > 0):
+            raise UserError(f"config physical.{name}: must be a positive number, got {value}")
+    if phys.sad_mm >= phys.sid_mm:
+        raise UserError("config physical: need sad_mm < sid_mm")
+    counts = ("grid", "train_size", "samples", "render_samples", "views_per_step", "fit_size")
+    for name in counts:
+        if getattr(phys, name) < 2:
+            raise UserError(f"config physical.{name}: must be at least 2")
+    for name in ("recon_steps", "fit_steps", "gain_steps"):
+        if getattr(phys, name) < 0:
+            raise UserError(f"config physical.{name}: must not be negative")
+    if not (math.isfinite(phys.max_gain) and phys.max_gain > 1):
+        raise UserError("config physical.max_gain: must be above 1")
+    priors = (phys.pose_prior, *phys.pose_prior_candidates)
+    if not all(math.isfinite(p) and p >= 0 for p in priors) or not phys.pose_prior_candidates:
+        raise UserError("config physical: pose_prior and its candidates must be non-negative numbers")
+    if not all(0 <= v < 72 for v in phys.calibration_views):
+        raise UserError("config physical.calibration_views: view indices must be in 0..71")
 
 
 def parse_loss_weights(text: str | tuple[float, float]) -> tuple[float, float] | None:

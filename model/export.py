@@ -43,3 +43,16 @@ def write_volume_nifti(path: str | Path, volume: np.ndarray, extent: float) -> N
     affine[:3, 3] = -extent + spacing / 2
     with atomic_path(path, suffix=".nii.gz") as tmp:
         nib.save(nib.Nifti1Image(volume, affine), str(tmp))
+
+
+def write_attenuation_nifti(path: str | Path, attenuation_zyx: np.ndarray, box_mm: float) -> None:
+    """(D, H, W) = (z, y, x) mu per mm in the LPS patient frame of the DRR geometry (isocentre at the
+    origin), filling a cube of side box_mm -> NIfTI in mm (RAS affine: x and y negated)."""
+    depth, height, width = attenuation_zyx.shape
+    spacing = np.array([box_mm / width, box_mm / height, box_mm / depth])
+    lps_centre_of_first = -box_mm / 2 + spacing / 2
+    affine = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])
+    affine[:3, 3] = lps_centre_of_first * np.array([-1.0, -1.0, 1.0])
+    volume = np.ascontiguousarray(np.transpose(attenuation_zyx, (2, 1, 0)).astype(np.float32))
+    with atomic_path(path, suffix=".nii.gz") as tmp:
+        nib.save(nib.Nifti1Image(volume, affine), str(tmp))

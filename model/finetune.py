@@ -18,6 +18,7 @@ from tqdm import tqdm
 from umed_common.errors import UserError
 from umed_common.images import minmax_to_uint8
 
+from .checkpoint import read_checkpoint
 from .config import parse_loss_weights
 from .inference import LoadedModel, load_checkpoint, render_gray, to_gray, view_poses
 from .losses import mse_loss
@@ -39,6 +40,8 @@ class FinetuneResult:
     history: pd.DataFrame      # per step: iteration, loss, loss_r, loss_mse, sigma_1, sigma_2, psnr, ssim
     z: torch.Tensor | None = None
     generator: torch.nn.Module | None = None    # the fine-tuned generator (for --export-volume)
+    attenuation: np.ndarray | None = None       # physical family: (D, H, W) mu per mm on the box (z, y, x)
+    box_mm: float | None = None
 
 
 def prepare_xray(xray: np.ndarray, size: int) -> torch.Tensor:
@@ -136,7 +139,7 @@ def check_overrides(lr: float | None, render_size: int | None, z_candidates: int
         raise UserError(f"z candidates {z_candidates}: must be at least 1")
 
 
-def finetune(checkpoint: str | Path, xray: np.ndarray, *, input_view_index: int = 0,
+def finetune(checkpoint: str | Path, xray: np.ndarray, *, input_view_index: int | None = 0,
              loss_weights: str | tuple[float, float] = "learned", azimuth_deg: float | None = None,
              max_iters: int | None = None, psnr_target: float | None = None, lr: float | None = None,
              view_step_deg: float | None = None, render_size: int | None = None,
@@ -148,10 +151,15 @@ def finetune(checkpoint: str | Path, xray: np.ndarray, *, input_view_index: int 
     max_iters, psnr_target, lr, view_step_deg, render_size and z_candidates override the checkpoint config's
     `finetune` values.
     """
-    if not 0 <= input_view_index < N_VIEWS:
+    if input_view_index is not None and not 0 <= input_view_index < N_VIEWS:
         raise UserError(f"input view index {input_view_index}: must be in 0..{N_VIEWS - 1}")
     check_overrides(lr, render_size, z_candidates)
     weights = parse_loss_weights(loss_weights)
+    from .physical import finetune_physical, resolve_run
+    if read_checkpoint(resolve_run(checkpoint))[0].family == "physical":
+        return finetune_physical(checkpoint, xray, input_view_index=input_view_index, loss_weights=weights,
+                                 perceptual_weights=perceptual_weights, progress=progress, gain_steps=max_iters)
+    input_view_index = 0 if input_view_index is None else input_view_index
     model = load_checkpoint(checkpoint, device)
     overrides = {k: v for k, v in {"lr": lr, "view_step_deg": view_step_deg,
                                    "render_size": render_size, "z_candidates": z_candidates}.items()

@@ -30,8 +30,11 @@ class LoadedModel:
 
 def load_checkpoint(path: str | Path, device: str = "auto") -> LoadedModel:
     """The EMA generator of a training checkpoint; a foreign or mismatching file is a UserError."""
-    cfg, payload = read_checkpoint(path)
+    from .physical import resolve_run
+    cfg, payload = read_checkpoint(resolve_run(path))
     target = resolve_device(device)
+    if cfg.family == "physical":   # an attenuation atlas, no generator network (model.physical)
+        return LoadedModel(cfg, None, cfg.image_size, target)
     generator = Generator(cfg)
     load_state(generator, payload["generator_ema"], path, "generator")
     generator.to(target).eval().requires_grad_(False)

@@ -134,6 +134,10 @@ def train(config: str | Path | ModelConfig, data_dir: str | Path, out_dir: str |
           perceptual_weights: str | Path | None = None) -> Path:
     """Train the GAN; returns out_dir / "model.pt" (EMA generator, D, optimisers, config)."""
     cfg = config if isinstance(config, ModelConfig) else load_config(config)
+    if cfg.family == "physical":
+        from .physical import train_physical
+        return train_physical(cfg, data_dir, out_dir, holdout=holdout, device=device, resume=resume, seed=seed,
+                              progress=progress, perceptual_weights=perceptual_weights)
     ctx = init_distributed(device)
     checkpoint = Path(out_dir) / "model.pt"
     payload = _resume_payload(cfg, checkpoint, resume, seed)

@@ -1,0 +1,94 @@
+"""The physically matched, pose-aware model: an atlas of attenuation volumes, one per training patient.
+
+Pixel model (REFERENCE 7): a DRR pixel is the line integral L of a non-negative, view-independent attenuation
+field along the DRR's own ray, scaled by an unknown per-image factor (each release image is divided by its own
+maximum). So every comparison with an image fits that factor in closed form (`fit_scale`).
+
+Training reconstructs each training patient's volume from its posed views (the angle of view k is known),
+which is tomography through the same projector that renders. Single-view fitting (model.atlas_fit) then
+places a weighted, similarity-warped blend of the atlas under the input view and tunes a bounded per-ray gain.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .drr_camera import DrrCamera, line_integrals, ray_samples
+
+
+def fit_scale(integrals: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Least-squares factor a per image with a * integrals ~ target: (V, H, W) x2 -> (V, 1, 1)."""
+    numerator = (integrals * target).flatten(1).sum(1)
+    denominator = (integrals * integrals).flatten(1).sum(1).clamp(min=1e-12)
+    return (numerator / denominator)[:, None, None]
+
+
+def attenuation_from_parameters(parameters: torch.Tensor, mu_scale: float) -> torch.Tensor:
+    """Unconstrained grid -> non-negative attenuation per mm (softplus keeps gradients alive at zero)."""
+    return F.softplus(parameters) * mu_scale
+
+
+def reconstruct_volume(images: torch.Tensor, views: torch.Tensor, camera: DrrCamera, *, grid: int, n_samples: int,
+                       steps: int, lr: float, views_per_step: int, mu_scale: float,
+                       generator: torch.Generator, progress=None) -> torch.Tensor:
+    """Tomography of one patient from its posed DRRs.
+
+    images (N, H, W) in [0, 1], projector orientation, at the camera's size; views (N,) their view indices.
+    Minimises sum_v ||a_v L_v(mu) - image_v||^2 over the volume (Adam, cosine learning rate), a random subset
+    of views per step. Returns (grid, grid, grid) attenuation per mm (up to one global factor).
+    """
+    samples, step_mm = ray_samples(camera, views.tolist(), n_samples)
+    parameters = torch.full((grid, grid, grid), -3.0, requires_grad=True)
+    optimiser = torch.optim.Adam([parameters], lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(steps, 1))
+    for index in range(steps):
+        chosen = torch.randperm(len(views), generator=generator)[:views_per_step]
+        integrals = line_integrals(attenuation_from_parameters(parameters, mu_scale), samples[chosen], step_mm)
+        target = images[chosen]
+        loss = ((fit_scale(integrals, target) * integrals - target) ** 2).mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        if progress is not None:
+            progress(index + 1, float(loss))
+    return attenuation_from_parameters(parameters.detach(), mu_scale)
+
+
+def similarity_matrix(pose: torch.Tensor, view_angle_deg: float) -> torch.Tensor:
+    """(4,) pose = (shift along the input view's detector columns, vertical shift, log scale in the axial
+    plane, log vertical scale), shifts box-normalised -> (1, 3, 4) affine_grid matrix (output -> atlas).
+
+    The depth shift is left out on purpose: one transmission image does not see it, and the DRR recipe puts
+    the isocentre at the centre of the CT, so patients sit near the rotation axis.
+    """
+    theta = math.radians(view_angle_deg)
+    column = torch.tensor([math.sin(theta), math.cos(theta)], dtype=pose.dtype)
+    shift = torch.cat([pose[0] * column, pose[1:2]])
+    inverse_scale = torch.exp(-torch.stack([pose[2], pose[2], pose[3]]))
+    return torch.cat([torch.diag(inverse_scale), -(inverse_scale * shift)[:, None]], dim=1)[None]
+
+
+def warp_volumes(volumes: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """(n, D, H, W) volumes moved by the affine `matrix` (1, 3, 4) -> (n, D, H, W), zero outside."""
+    grid = F.affine_grid(matrix.expand(len(volumes), -1, -1), (len(volumes), 1, *volumes.shape[1:]),
+                         align_corners=False)
+    return F.grid_sample(volumes[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[:, 0]
+
+
+def blend(volumes: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """(n, D, H, W) x (n,) -> (D, H, W): a convex combination (softmax weights) of atlas volumes."""
+    return (torch.softmax(logits, dim=0)[:, None, None, None] * volumes).sum(dim=0)
+
+
+def bounded_gain(raw: torch.Tensor, max_gain: float) -> torch.Tensor:
+    """Unconstrained (H, W) -> gain in [1/max_gain, max_gain] (log-symmetric, 1 at raw = 0)."""
+    return torch.exp(math.log(max_gain) * torch.tanh(raw))
+
+
+def raw_from_gain(gain: torch.Tensor, max_gain: float) -> torch.Tensor:
+    """Inverse of `bounded_gain` (gain clipped just inside the bounds)."""
+    limit = math.log(max_gain) * (1.0 - 1e-4)
+    return torch.atanh(gain.log().clamp(-limit, limit) / math.log(max_gain))

@@ -1,0 +1,152 @@
+"""Single-view fitting of the attenuation atlas, then the 72 views of the full rotation.
+
+Latent first, then bounded tuning (the order of Pivotal Tuning Inversion, 2021), both with the paper's
+uncertainty-weighted losses (Eq. 5) or fixed weights (Table 3):
+
+1. latent: atlas blend weights and a similarity pose (no depth shift) so the blended volume's DRR at the input
+   view matches the X-ray, at fit_size pixels, with a prior pose_prior * |pose|^2;
+2. gain: a per-pixel gain g(u) in [1/max_gain, max_gain] at the input view's detector, applied to the volume
+   along that view's rays: mu(x) = mu_A(x) g(u_K(x)). The input view then renders g * L_A exactly, so the fit
+   reaches the input's detail while every other view sees a physically consistent, bounded change of the prior.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from umed_common.images import minmax_to_uint8
+
+from .atlas import blend, bounded_gain, fit_scale, raw_from_gain, similarity_matrix, warp_volumes
+from .config import PhysicalConfig
+from .drr_camera import DrrCamera, detector_positions, line_integrals, ray_samples, to_release_orientation
+from .finetune import psnr_uint8
+from .perceptual import ssim
+
+HISTORY_COLUMNS = ["stage", "iteration", "loss", "loss_r", "loss_mse", "sigma_1", "sigma_2", "psnr", "ssim"]
+
+
+@dataclass
+class AtlasState:
+    """What the fit found: the blended, posed volume and the gain at the input view's detector."""
+
+    volume: torch.Tensor        # (D, H, W) attenuation per mm
+    gain: torch.Tensor          # (S, S) at the input view, projector orientation
+    input_view: int
+    weights: torch.Tensor       # (n,) atlas blend weights
+    pose: torch.Tensor          # (4,) see atlas.similarity_matrix
+
+
+def image_metrics(prediction: torch.Tensor, target_u8: np.ndarray) -> tuple[float, float]:
+    """PSNR and SSIM of a float image against a uint8 target, both min-max normalised (paper convention)."""
+    pred_u8 = minmax_to_uint8(prediction.detach().cpu().numpy())
+    as_tensor = lambda a: torch.from_numpy(a.astype(np.float32))[None, None]  # noqa: E731
+    return psnr_uint8(pred_u8, target_u8), float(ssim(as_tensor(pred_u8), as_tensor(target_u8), 255.0))
+
+
+def weighted_loss(prediction, target, weighting, perceptual) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Eq. 5 (or fixed weights) over (L_r, L_MSE) of (H, W) images in [0, 1], compared in [-1, 1]."""
+    pred, true = prediction[None, None] * 2 - 1, target[None, None] * 2 - 1
+    loss_r, loss_mse = perceptual(pred, true), F.mse_loss(pred, true)
+    return weighting(torch.stack([loss_r, loss_mse])), loss_r, loss_mse
+
+
+def _row(stage, iteration, loss, loss_r, loss_mse, weighting, prediction, target_u8) -> dict:
+    psnr, ssim_value = image_metrics(prediction, target_u8)
+    sigma = weighting.sigmas().detach().cpu().tolist()
+    return {"stage": stage, "iteration": iteration, "loss": float(loss), "loss_r": float(loss_r),
+            "loss_mse": float(loss_mse), "sigma_1": sigma[0], "sigma_2": sigma[1], "psnr": psnr, "ssim": ssim_value}
+
+
+def fit_latent(atlas: torch.Tensor, target: torch.Tensor, camera: DrrCamera, view: int, phys: PhysicalConfig,
+               weighting, perceptual, steps: int, pose_prior: float, rows: list | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Blend logits (n,) and pose (4,) whose DRR at `view` matches target (h, w) in [0, 1] (projector
+    orientation, camera size). Returns (logits, pose, final data loss)."""
+    samples, step_mm = ray_samples(camera, [view], phys.samples)
+    logits = torch.zeros(len(atlas), requires_grad=True)
+    pose = torch.zeros(4, requires_grad=True)
+    learned = [logits, pose, *weighting.parameters()]
+    optimiser = torch.optim.Adam(learned, lr=phys.fit_lr)
+    angle = camera.geometry.start_angle_deg + view * camera.geometry.angle_step_deg
+    target_u8 = minmax_to_uint8(target.numpy())
+    data_loss = math.inf
+    for iteration in range(1, steps + 1):
+        volume = blend(warp_volumes(atlas, similarity_matrix(pose, angle)), logits)
+        integrals = line_integrals(volume, samples, step_mm)
+        prediction = (fit_scale(integrals, target[None]) * integrals)[0]
+        loss, loss_r, loss_mse = weighted_loss(prediction, target, weighting, perceptual)
+        data_loss = float(loss_mse.detach())
+        total = loss + pose_prior * (pose ** 2).sum()
+        optimiser.zero_grad(set_to_none=True)
+        total.backward()
+        optimiser.step()
+        if rows is not None:
+            rows.append(_row("latent", iteration, loss, loss_r, loss_mse, weighting, prediction, target_u8))
+    return logits.detach(), pose.detach(), data_loss
+
+
+def initial_gain(prior_integrals: torch.Tensor, target: torch.Tensor, max_gain: float) -> torch.Tensor:
+    """Closed-form start of the gain: target / (a L_A) where the prior casts a shadow, 1 elsewhere; (S, S)."""
+    scaled = fit_scale(prior_integrals[None], target[None])[0] * prior_integrals
+    shadow = scaled > 0.02 * float(scaled.max())
+    ratio = target / scaled.clamp(min=1e-6)
+    return torch.where(shadow, ratio, torch.ones_like(ratio)).clamp(1.0 / max_gain, max_gain)
+
+
+def fit_gain(prior_integrals: torch.Tensor, target: torch.Tensor, phys: PhysicalConfig, weighting, perceptual,
+             steps: int, rows: list | None = None) -> torch.Tensor:
+    """Bounded gain (S, S) with a * g * L_A ~ target at the input view. Because g is constant along each of
+    that view's rays, the input view renders exactly g * L_A, so no re-projection is needed here."""
+    raw = raw_from_gain(initial_gain(prior_integrals, target, phys.max_gain), phys.max_gain).requires_grad_(True)
+    optimiser = torch.optim.Adam([raw, *weighting.parameters()], lr=phys.gain_lr)
+    target_u8 = minmax_to_uint8(target.numpy())
+    best, best_psnr = raw.detach().clone(), -math.inf
+    for iteration in range(1, steps + 1):
+        shaded = bounded_gain(raw, phys.max_gain) * prior_integrals
+        prediction = (fit_scale(shaded[None], target[None]) * shaded)[0]
+        loss, loss_r, loss_mse = weighted_loss(prediction, target, weighting, perceptual)
+        row = _row("gain", iteration, loss, loss_r, loss_mse, weighting, prediction, target_u8)
+        if row["psnr"] > best_psnr:  # keep the step that rendered the input best
+            best, best_psnr = raw.detach().clone(), row["psnr"]
+        if rows is not None:
+            rows.append(row)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+    return bounded_gain(best if steps else raw.detach(), phys.max_gain)
+
+
+def render_integrals(state: AtlasState, camera: DrrCamera, n_samples: int, views=None, chunk: int = 4,
+                     progress=None) -> torch.Tensor:
+    """(V, S, S) line integrals of mu_A(x) g(u_K(x)) at `views` (default all), projector orientation."""
+    views = list(range(camera.geometry.views)) if views is None else list(views)
+    gain_camera = camera.at_size(state.gain.shape[-1])
+    out = []
+    for start in range(0, len(views), chunk):
+        samples, step_mm = ray_samples(camera, views[start:start + chunk], n_samples)
+        n, height, width, depth, _ = samples.shape
+        flat = samples.reshape(1, n, height * width * depth, 3)
+        values = F.grid_sample(state.volume[None, None], flat[:, None], mode="bilinear", padding_mode="zeros",
+                               align_corners=False).reshape(n, height, width, depth)
+        where = detector_positions(gain_camera, state.input_view, flat[0])
+        gain = F.grid_sample(state.gain[None, None], where[None], mode="bilinear", padding_mode="border",
+                             align_corners=True).reshape(n, height, width, depth)
+        out.append((values * gain).sum(dim=-1) * step_mm)
+        if progress is not None:
+            progress(min(start + chunk, len(views)))
+    return torch.cat(out)
+
+
+def views_uint8(integrals: torch.Tensor) -> np.ndarray:
+    """(V, S, S) projector-orientation integrals -> (V, S, S) uint8 in the release orientation, min-max."""
+    flipped = to_release_orientation(integrals).cpu().numpy()
+    return np.stack([minmax_to_uint8(image) for image in flipped])
+
+
+def history_frame(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=HISTORY_COLUMNS)

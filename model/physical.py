@@ -1,0 +1,237 @@
+"""Train and fine-tune the physically matched family (model.atlas): the commands' two entry points.
+
+Training (pose-aware: view k of every patient is at k * angle_step): reconstruct each training patient's
+attenuation volume through the DRR camera, then calibrate the single-view fit by leaving each training
+patient out in turn (never an evaluation patient), and write RUN/model.pt plus RUN/calibration.json.
+A data-parallel run (torchrun) splits the patients over the ranks.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from umed_common.atomic import ensure_writable_dir, write_json_atomic
+from umed_common.errors import UserError
+from umed_common.images import read_gray
+
+from .atlas import reconstruct_volume
+from .atlas_fit import (AtlasState, fit_gain, fit_latent, history_frame, image_metrics, render_integrals,
+                        views_uint8)
+from .checkpoint import read_checkpoint, save_checkpoint
+from .config import ModelConfig, PhysicalConfig, config_to_dict
+from .data import discover_drr_images, select_patients, to_model_range
+from .distributed import DistContext, finish_distributed, init_distributed
+from .drr_camera import (DrrCamera, camera_from_preset, detector_positions, line_integrals, ray_samples,
+                         to_release_orientation)
+from .perceptual import build_perceptual
+from .uncertainty import build_weighting
+
+CALIBRATION_FILE = "calibration.json"
+_STREAM_RECON = 11
+
+
+def camera_for(cfg: ModelConfig, size: int) -> DrrCamera:
+    phys = cfg.physical
+    return camera_from_preset(phys.preset, size, phys.box_mm, sad_mm=phys.sad_mm, sid_mm=phys.sid_mm)
+
+
+def projector_images(paths: dict[int, Path], size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One patient's DRR files -> ((N, size, size) in [0, 1], projector orientation; (N,) view indices)."""
+    views = sorted(v for v in paths if 0 <= v < 72)
+    stack = torch.stack([(to_model_range(read_gray(paths[v]), size)[0] + 1) / 2 for v in views])
+    return to_release_orientation(stack), torch.tensor(views)
+
+
+def _reconstruct_all(cfg, patients: dict, ctx: DistContext, seed: int, progress: bool) -> dict[str, torch.Tensor]:
+    """Each rank reconstructs every world_size-th patient; all ranks end with every volume."""
+    phys, camera = cfg.physical, camera_for(cfg, cfg.physical.train_size)
+    mine = {}
+    names = sorted(patients)[ctx.rank::ctx.world_size]
+    for name in tqdm(names, desc="reconstruct", unit="patient", disable=not progress or not ctx.is_main):
+        images, views = projector_images(patients[name], phys.train_size)
+        stream = torch.Generator().manual_seed(seed * 1000 + _STREAM_RECON + sorted(patients).index(name))
+        mine[name] = reconstruct_volume(images, views, camera, grid=phys.grid, n_samples=phys.samples,
+                                        steps=phys.recon_steps, lr=phys.recon_lr, views_per_step=phys.views_per_step,
+                                        mu_scale=phys.mu_scale, generator=stream)
+    if ctx.world_size > 1:
+        gathered = [None] * ctx.world_size
+        dist.all_gather_object(gathered, mine)
+        mine = {k: v for part in gathered for k, v in part.items()}
+    return dict(sorted(mine.items()))
+
+
+def fit_single_view(atlas: torch.Tensor, target: torch.Tensor, view: int, cfg: ModelConfig, weights, perceptual,
+                    pose_prior: float, rows: list | None = None) -> AtlasState:
+    """Latent then bounded gain for one X-ray (target (S, S) in [0, 1], projector orientation, S = image size)."""
+    phys = cfg.physical
+    weighting = build_weighting(weights, cfg.finetune.uncertainty_form)
+    small = torch.nn.functional.interpolate(target[None, None], size=(phys.fit_size,) * 2, mode="area")[0, 0]
+    logits, pose, _ = fit_latent(atlas, small, camera_for(cfg, phys.fit_size), view, phys, weighting, perceptual,
+                                 phys.fit_steps, pose_prior, rows)
+    from .atlas import blend, similarity_matrix, warp_volumes
+    camera = camera_for(cfg, target.shape[-1])
+    angle = camera.geometry.start_angle_deg + view * camera.geometry.angle_step_deg
+    volume = blend(warp_volumes(atlas, similarity_matrix(pose, angle)), logits)
+    samples, step_mm = ray_samples(camera, [view], phys.render_samples)
+    prior = line_integrals(volume, samples, step_mm)[0]
+    gain = fit_gain(prior, target, phys, weighting, perceptual, phys.gain_steps, rows)
+    return AtlasState(volume, gain, view, torch.softmax(logits, 0), pose)
+
+
+def _novel_view_psnr(state: AtlasState, truth: torch.Tensor, present: torch.Tensor, cfg: ModelConfig) -> float:
+    """Mean PSNR (paper convention) over the views other than the input that exist in `truth`."""
+    camera = camera_for(cfg, truth.shape[-1])
+    rendered = views_uint8(render_integrals(state, camera, cfg.physical.samples))
+    truth_u8 = views_uint8(truth)
+    scores = [image_metrics(torch.from_numpy(rendered[k].astype(np.float32)), truth_u8[k])[0]
+              for k in range(72) if present[k] and k != state.input_view]
+    return float(np.mean(scores))
+
+
+def _patient_truth(paths: dict[int, Path], size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(72, S, S) projector-orientation images in [0, 1] (zeros where missing) and (72,) presence."""
+    images, views = projector_images(paths, size)
+    truth, present = torch.zeros(72, size, size), torch.zeros(72, dtype=torch.bool)
+    truth[views], present[views] = images, True
+    return truth, present
+
+
+def calibrate(cfg: ModelConfig, volumes: dict[str, torch.Tensor], patients: dict, perceptual,
+              progress: bool) -> dict:
+    """Leave each training patient out: fit its calibration views with the atlas of the others, at
+    train_size, for every pose_prior candidate; pick the best mean novel-view PSNR. Never sees evaluation data."""
+    phys, names = cfg.physical, sorted(volumes)
+    scores = {str(c): [] for c in phys.pose_prior_candidates}
+    jobs = [(c, p, v) for c in phys.pose_prior_candidates for p in names for v in phys.calibration_views]
+    for candidate, left_out, view in tqdm(jobs, desc="calibrate", unit="fit", disable=not progress):
+        truth, present = _patient_truth(patients[left_out], phys.train_size)
+        if not present[view]:
+            continue
+        atlas = torch.stack([volumes[n] for n in names if n != left_out])
+        small_cfg = _at_size(cfg, phys.train_size)
+        state = fit_single_view(atlas, truth[view], view, small_cfg, None, perceptual, candidate)
+        scores[str(candidate)].append({"patient": left_out, "input_view": view,
+                                       "novel_view_psnr": _novel_view_psnr(state, truth, present, small_cfg)})
+    means = {c: float(np.mean([s["novel_view_psnr"] for s in rows])) for c, rows in scores.items() if rows}
+    best = max(means, key=means.get)
+    return {"method": "leave one training patient out, learned loss weights, at train_size",
+            "pose_prior_candidates": means, "chosen_pose_prior": float(best), "fits": scores}
+
+
+def _at_size(cfg: ModelConfig, size: int) -> ModelConfig:
+    import dataclasses
+    return dataclasses.replace(cfg, image_size=size)
+
+
+def train_physical(cfg: ModelConfig, data_dir, out_dir, *, holdout: Sequence[str] = (), device: str = "auto",
+                   resume: bool = False, seed: int = 0, progress: bool = True,
+                   perceptual_weights=None) -> Path:
+    """Reconstruct the atlas, calibrate, write RUN/model.pt and RUN/calibration.json; returns the checkpoint."""
+    ctx = init_distributed(device)
+    checkpoint = Path(out_dir) / "model.pt"
+    if checkpoint.exists() and not resume:
+        raise UserError(f"{checkpoint}: already exists (pass --resume to continue that run)")
+    patients = select_patients(discover_drr_images(data_dir), holdout)
+    perceptual = build_perceptual(cfg.perceptual, perceptual_weights)
+    out_dir = ensure_writable_dir(out_dir)
+    if resume and checkpoint.exists():
+        _check_resume(checkpoint, cfg, patients, holdout)
+        finish_distributed(ctx)
+        return checkpoint      # the atlas is written only when complete: nothing is left to do
+    began = time.monotonic()
+    torch.manual_seed(seed)
+    volumes = _reconstruct_all(cfg, patients, ctx, seed, progress)
+    if ctx.is_main:
+        phys = cfg.physical
+        record = {"chosen_pose_prior": phys.pose_prior, "method": "config value (calibration off or one patient)"}
+        if phys.calibrate and len(volumes) >= 2:
+            record = calibrate(cfg, volumes, patients, perceptual, progress)
+            cfg.physical = PhysicalConfig(**{**phys.__dict__, "pose_prior": record["chosen_pose_prior"]})
+        record.update({"checkpoint": "model.pt", "training_patients": sorted(volumes), "holdout": sorted(holdout),
+                       "input_view": "given by --input-view-index (the angle is that view's), else searched",
+                       "view_step_deg": camera_for(cfg, 8).geometry.angle_step_deg, "seconds": round(time.monotonic() - began, 1)})
+        states = {"atlas": torch.stack(list(volumes.values())), "patients": sorted(volumes),
+                  "holdout": sorted(holdout), "seed": seed}
+        save_checkpoint(checkpoint, cfg, len(volumes), states)
+        write_json_atomic(out_dir / CALIBRATION_FILE, record)
+    finish_distributed(ctx)
+    return checkpoint
+
+
+def _check_resume(checkpoint: Path, cfg: ModelConfig, patients: dict, holdout: Sequence[str]) -> None:
+    saved, payload = read_checkpoint(checkpoint)
+    if saved.physical.preset != cfg.physical.preset or saved.family != cfg.family:
+        raise UserError(f"{checkpoint}: was trained with another config (resume with the same config)")
+    if list(payload.get("patients", [])) != sorted(patients) or list(payload.get("holdout", [])) != sorted(holdout):
+        raise UserError(f"{checkpoint}: was trained on other patients or another --holdout")
+
+
+def resolve_run(path: str | Path) -> Path:
+    """A training folder RUN stands for RUN/model.pt."""
+    path = Path(path)
+    return path / "model.pt" if path.is_dir() else path
+
+
+def search_input_view(atlas: torch.Tensor, target: torch.Tensor, cfg: ModelConfig, perceptual,
+                      step_views: int = 6) -> int:
+    """The view index whose short latent fit explains the X-ray best (coarse grid of `step_views`).
+    A view and the one 180 deg away give near mirror-image DRRs, so the search can only be as sure as that."""
+    phys = cfg.physical
+    size = max(phys.fit_size // 2, 8)
+    small = torch.nn.functional.interpolate(target[None, None], size=(size, size), mode="area")[0, 0]
+    camera = camera_for(cfg, size)
+    losses = {}
+    for view in range(0, 72, step_views):
+        weighting = build_weighting((0.0, 1.0), cfg.finetune.uncertainty_form)
+        losses[view] = fit_latent(atlas, small, camera, view, phys, weighting, perceptual,
+                                  max(phys.fit_steps // 3, 1), phys.pose_prior)[2]
+    return min(losses, key=losses.get)
+
+
+def finetune_physical(checkpoint, xray: np.ndarray, *, input_view_index: int | None, loss_weights,
+                      perceptual_weights=None, progress: bool = True, gain_steps: int | None = None):
+    """One X-ray ((H, W), any size) -> FinetuneResult with the 72 views (file k = DRR view k)."""
+    from .finetune import FinetuneResult, prepare_xray
+    from .config import parse_loss_weights
+    path = resolve_run(checkpoint)
+    cfg, payload = read_checkpoint(path)
+    if cfg.family != "physical":
+        raise UserError(f"{path}: not a physical-family checkpoint")
+    atlas = payload["atlas"].float()
+    if not torch.isfinite(atlas).all():
+        raise UserError(f"{path}: the atlas holds non-finite values")
+    if gain_steps is not None:
+        cfg.physical = PhysicalConfig(**{**cfg.physical.__dict__, "gain_steps": gain_steps})
+    weights = None if loss_weights is None else parse_loss_weights(loss_weights)
+    perceptual = build_perceptual(cfg.perceptual, perceptual_weights)
+    target = to_release_orientation((prepare_xray(xray, cfg.image_size) + 1) / 2)
+    if input_view_index is None:
+        input_view_index = search_input_view(atlas, target, cfg, perceptual)
+    rows: list[dict] = []
+    state = fit_single_view(atlas, target, input_view_index, cfg, weights, perceptual, cfg.physical.pose_prior, rows)
+    camera = camera_for(cfg, cfg.image_size)
+    with tqdm(total=72, desc="72 views", unit="view", disable=not progress) as bar:
+        integrals = render_integrals(state, camera, cfg.physical.render_samples,
+                                     progress=lambda done: bar.update(done - bar.n))
+    angle = camera.geometry.start_angle_deg + input_view_index * camera.geometry.angle_step_deg
+    return FinetuneResult(views_uint8(integrals), input_view_index, float(angle), history_frame(rows),
+                          attenuation=fitted_attenuation(state, camera).numpy(), box_mm=camera.box_mm)
+
+
+def fitted_attenuation(state: AtlasState, camera: DrrCamera) -> torch.Tensor:
+    """(D, H, W) mu per mm of the fitted patient on the atlas grid: mu_A(x) g(u_K(x))."""
+    depth, height, width = state.volume.shape
+    axes = [(torch.arange(n, dtype=torch.float32) + 0.5) / n * 2 - 1 for n in (depth, height, width)]
+    z, y, x = torch.meshgrid(*axes, indexing="ij")
+    where = detector_positions(camera.at_size(state.gain.shape[-1]), state.input_view, torch.stack([x, y, z], -1))
+    gain = torch.nn.functional.grid_sample(state.gain[None, None], where.reshape(1, 1, -1, 2), mode="bilinear",
+                                           padding_mode="border", align_corners=True).reshape(depth, height, width)
+    return state.volume * gain
