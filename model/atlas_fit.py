@@ -58,8 +58,8 @@ def weighted_loss(prediction, target, weighting, perceptual) -> tuple[torch.Tens
 def _row(stage, iteration, loss, loss_r, loss_mse, weighting, prediction, target_u8) -> dict:
     psnr, ssim_value = image_metrics(prediction, target_u8)
     sigma = weighting.sigmas().detach().cpu().tolist()
-    return {"stage": stage, "iteration": iteration, "loss": float(loss), "loss_r": float(loss_r),
-            "loss_mse": float(loss_mse), "sigma_1": sigma[0], "sigma_2": sigma[1], "psnr": psnr, "ssim": ssim_value}
+    return {"stage": stage, "iteration": iteration, "loss": float(loss.detach()), "loss_r": float(loss_r.detach()),
+            "loss_mse": float(loss_mse.detach()), "sigma_1": sigma[0], "sigma_2": sigma[1], "psnr": psnr, "ssim": ssim_value}
 
 
 def fit_latent(atlas: torch.Tensor, target: torch.Tensor, camera: DrrCamera, view: int, phys: PhysicalConfig,

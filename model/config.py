@@ -145,6 +145,8 @@ class PhysicalConfig:
     gain_steps: int = 150           # bounded-gain tuning steps at image_size
     gain_lr: float = 0.02
     max_gain: float = 4.0
+    # add each atlas volume's left-right mirror (a left knee is a mirrored right knee): twice the shapes, no cost
+    mirror_atlas: bool = True
     calibrate: bool = True          # leave each training patient out to pick pose_prior (needs >= 2 patients)
     calibration_views: tuple[int, ...] = (0, 18)
 

@@ -72,6 +72,8 @@ def fit_single_view(atlas: torch.Tensor, target: torch.Tensor, view: int, cfg: M
                     pose_prior: float, rows: list | None = None) -> AtlasState:
     """Latent then bounded gain for one X-ray (target (S, S) in [0, 1], projector orientation, S = image size)."""
     phys = cfg.physical
+    if phys.mirror_atlas:  # LPS x is the volume's last axis
+        atlas = torch.cat([atlas, atlas.flip(-1)])
     weighting = build_weighting(weights, cfg.finetune.uncertainty_form)
     small = torch.nn.functional.interpolate(target[None, None], size=(phys.fit_size,) * 2, mode="area")[0, 0]
     logits, pose, _ = fit_latent(atlas, small, camera_for(cfg, phys.fit_size), view, phys, weighting, perceptual,

@@ -11,7 +11,7 @@ import pytest
 
 from benchmark import demo, demo_report
 from benchmark.config import parse_config
-from benchmark.single_view import BASELINE_COPY
+from benchmark.single_view import BASELINE_COPY, BASELINE_MEAN, BASELINE_MIRROR
 from umed_common.errors import UserError
 
 SETTINGS = demo.DemoSettings(seed=3, phantoms=5, phantom_size=48, drr_size=32, device="cpu", config="tiny",
@@ -86,12 +86,14 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     assert not (tmp_path / "demo.json").exists()
 
 
-def test_verdict_compares_novel_view_psnr_per_phantom():
-    summary = pd.DataFrame({"method": [demo_report.MODEL, BASELINE_COPY] * 2,
-                            "patient": ["a", "a", "b", "b"], "psnr_novel": [20.0, 18.0, 17.0, 18.0]})
+def test_verdict_compares_with_the_strongest_baseline_per_phantom():
+    methods = [demo_report.MODEL, BASELINE_COPY, BASELINE_MIRROR, BASELINE_MEAN]
+    summary = pd.DataFrame({"method": methods * 2, "patient": ["a"] * 4 + ["b"] * 4,
+                            "psnr_novel": [20.0, 18.0, 19.5, 12.0, 19.0, 18.0, 19.2, 12.0]})
     beats, sentence = demo_report.verdict(summary)
-    assert not beats and "does NOT beat" in sentence and "b: 17.00 vs 18.00 dB" in sentence
-    beats, _ = demo_report.verdict(summary.assign(psnr_novel=[20.0, 18.0, 19.0, 18.0]))
+    assert not beats and "does NOT beat" in sentence
+    assert "b: 19.00 vs 19.20 dB (copy, mirrored far side)" in sentence
+    beats, _ = demo_report.verdict(summary.assign(psnr_novel=[20.0, 18.0, 19.5, 12.0, 19.3, 18.0, 19.2, 12.0]))
     assert beats
 
 
@@ -134,7 +136,7 @@ def test_reduced_demo_end_to_end(tmp_path, capsys):
     assert "umed-train --config tiny --data drr --out train --holdout phantom03 phantom04" in markdown
     assert "baseline: input copied" in markdown
     summary = pd.read_csv(out / "report_files" / "held_out_summary.csv")
-    assert set(summary.patient) == {"phantom03", "phantom04"} and len(summary) == 6
+    assert set(summary.patient) == {"phantom03", "phantom04"} and len(summary) == 8
 
     before = summary.to_dict()
     assert demo.main(args) == 0  # a rerun skips every stage and rebuilds the same report

@@ -1,0 +1,209 @@
+"""The physically matched family: DRR camera, pixel model, pose handling, fitting schedule, train/fine-tune."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from drr.projector import project
+from drr.writer import mednerf_uint8
+from model import cli_finetune, cli_train
+from model.atlas import bounded_gain, fit_scale, raw_from_gain, similarity_matrix, warp_volumes
+from model.atlas_fit import image_metrics
+from model.config import config_from_dict
+from model.drr_camera import (camera_from_preset, detector_positions, line_integrals, ray_samples,
+                              to_release_orientation)
+from model.physical import fit_single_view
+from model.perceptual import build_perceptual
+
+BOX_MM = 200.0
+
+
+def blob_volume(grid: int, centres_mm, widths_mm, box_mm: float = BOX_MM) -> torch.Tensor:
+    """(grid, grid, grid) z, y, x: a sum of smooth Gaussian blobs of attenuation (per mm) on the box grid."""
+    axis = (torch.arange(grid, dtype=torch.float64) + 0.5) / grid * box_mm - box_mm / 2
+    z, y, x = torch.meshgrid(axis, axis, axis, indexing="ij")
+    volume = torch.zeros_like(x)
+    for (cx, cy, cz), (wx, wy, wz) in zip(centres_mm, widths_mm):
+        volume += 0.02 * torch.exp(-0.5 * (((x - cx) / wx) ** 2 + ((y - cy) / wy) ** 2 + ((z - cz) / wz) ** 2))
+    return volume.float()
+
+
+def box_affine(grid: int, box_mm: float = BOX_MM) -> np.ndarray:
+    """Index (x, y, z) -> world mm of the box grid (voxel centres), isocentre at the origin."""
+    spacing = box_mm / grid
+    affine = np.diag([spacing, spacing, spacing, 1.0])
+    affine[:3, 3] = -box_mm / 2 + spacing / 2
+    return affine
+
+
+def ncc(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.flatten().double() - a.mean(), b.flatten().double() - b.mean()
+    return float((a @ b) / (a.norm() * b.norm()))
+
+
+ASYMMETRIC = dict(centres_mm=[(25.0, -10.0, 5.0), (-30.0, 20.0, -25.0), (0.0, 0.0, 30.0)],
+                  widths_mm=[(20.0, 12.0, 30.0), (10.0, 15.0, 12.0), (35.0, 30.0, 10.0)])
+
+
+def test_model_renderer_matches_the_drr_projector_per_view():
+    """Acceptance 5: a known attenuation volume through the model's camera and through drr.projector with the
+    same geometry gives the same DRRs (per-view NCC >= 0.999), left-right orientation and angles included."""
+    grid = 64
+    volume = blob_volume(grid, **ASYMMETRIC)
+    camera = camera_from_preset("knee", 32, BOX_MM)
+    views = list(range(0, 72, 6))
+    samples, step_mm = ray_samples(camera, views, 160)
+    ours = line_integrals(volume, samples, step_mm)
+    reference = project(volume, box_affine(grid), camera.geometry, method="exact", view_indices=views)
+    for k in range(len(views)):
+        assert ncc(ours[k], reference[k]) >= 0.999, views[k]
+    assert torch.allclose(ours.sum(), reference.sum(), rtol=0.02)  # same physical scale (mu per mm x mm)
+    # the release's left-right flip is the writer's: model images in release orientation equal its PNGs
+    release = to_release_orientation(ours[0]).numpy()
+    assert np.array_equal(mednerf_uint8(reference[0].numpy()) > 128, release / release.max() * 255 > 128) or \
+        ncc(torch.from_numpy(mednerf_uint8(reference[0].numpy()).astype(np.float32)), torch.from_numpy(release)) > 0.999
+
+
+def test_least_squares_scale_by_hand():
+    integrals = torch.tensor([[[1.0, 2.0], [0.0, 1.0]]])
+    target = torch.tensor([[[2.0, 4.0], [0.0, 2.0]]])
+    assert fit_scale(integrals, target).item() == pytest.approx(2.0)
+    # a = <L, t> / <L, L> = (1 + 0) / (1 + 1) for L = (1, 1), t = (1, 0)
+    assert fit_scale(torch.ones(1, 1, 2), torch.tensor([[[1.0, 0.0]]])).item() == pytest.approx(0.5)
+
+
+def test_detector_positions_by_hand():
+    camera = camera_from_preset("knee", 128, BOX_MM)
+    origin = torch.zeros(1, 3)
+    assert torch.allclose(detector_positions(camera, 0, origin), torch.zeros(1, 2), atol=1e-6)
+    # view 0: source on +x, columns along (sin 0, cos 0, 0) = +y, rows towards -z. A point at y = 10 mm in the
+    # isocentre plane lands at 10 * SID / SAD mm along the columns; one pixel is 350 / 128 mm, and grid
+    # coordinates put +1 at the last pixel centre, (128 - 1) / 2 pixels from the centre.
+    point = torch.tensor([[0.0, 10.0, -20.0]]) / (BOX_MM / 2)
+    col, row = detector_positions(camera, 0, point)[0].tolist()
+    pixel_mm, half = 350.0 / 128, 63.5
+    assert col == pytest.approx(10.0 * 949.0 / 541.0 / pixel_mm / half, rel=1e-5)
+    assert row == pytest.approx(20.0 * 949.0 / 541.0 / pixel_mm / half, rel=1e-5)
+    # view 18 (90 deg): the source is on -y, columns along +x
+    col90 = detector_positions(camera, 18, torch.tensor([[10.0, 0.0, 0.0]]) / (BOX_MM / 2))[0, 0].item()
+    assert col90 == pytest.approx(10.0 * 949.0 / 541.0 / pixel_mm / half, rel=1e-4)
+
+
+def test_similarity_pose_by_hand():
+    identity = similarity_matrix(torch.zeros(4), 0.0)[0]
+    assert torch.allclose(identity, torch.cat([torch.eye(3), torch.zeros(3, 1)], 1))
+    # shift 0.1 along view 0's columns (+y), vertical scale e^0.5; the matrix maps output to atlas coordinates
+    matrix = similarity_matrix(torch.tensor([0.1, 0.0, 0.0, 0.5]), 0.0)[0]
+    expected = torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, -0.1], [0, 0, math.exp(-0.5), 0]])
+    assert torch.allclose(matrix, expected, atol=1e-6)
+    # at 90 deg the column axis is +x, so the same shift moves x
+    assert similarity_matrix(torch.tensor([0.1, 0.0, 0.0, 0.0]), 90.0)[0, 0, 3].item() == pytest.approx(-0.1)
+
+
+def test_warp_with_identity_pose_keeps_the_volume():
+    volume = blob_volume(16, **ASYMMETRIC)[None]
+    assert torch.allclose(warp_volumes(volume, similarity_matrix(torch.zeros(4), 30.0)), volume, atol=1e-5)
+
+
+def test_bounded_gain_by_hand():
+    assert bounded_gain(torch.zeros(2), 4.0).tolist() == [1.0, 1.0]
+    assert bounded_gain(torch.tensor([50.0, -50.0]), 4.0).tolist() == pytest.approx([4.0, 0.25])
+    gains = torch.tensor([0.5, 1.0, 3.0])
+    assert torch.allclose(bounded_gain(raw_from_gain(gains, 4.0), 4.0), gains, atol=1e-5)
+
+
+def tiny_config(**physical) -> dict:
+    base = {"grid": 16, "train_size": 32, "samples": 32, "render_samples": 48, "recon_steps": 30,
+            "views_per_step": 4, "fit_size": 32, "fit_steps": 12, "gain_steps": 8,
+            "pose_prior_candidates": [0.01, 0.1], "calibration_views": [0], "box_mm": BOX_MM}
+    return {"family": "physical", "image_size": 32, "perceptual": "ssim", "physical": {**base, **physical}}
+
+
+def test_fitting_schedule_latent_then_gain_reaches_the_input_view():
+    cfg = config_from_dict(tiny_config())
+    atlas = torch.stack([blob_volume(16, **ASYMMETRIC), blob_volume(16, [(0.0, 0.0, 0.0)], [(40.0, 30.0, 50.0)])])
+    truth = blob_volume(32, [(10.0, 0.0, 0.0), (-20.0, 10.0, 20.0)], [(30.0, 25.0, 40.0), (10.0, 10.0, 10.0)])
+    camera = camera_from_preset("knee", 32, BOX_MM)
+    samples, step_mm = ray_samples(camera, [9], 64)
+    target = line_integrals(truth, samples, step_mm)[0]
+    target = target / target.max()
+    rows: list[dict] = []
+    state = fit_single_view(atlas, target, 9, cfg, None, build_perceptual("ssim"), 0.01, rows)
+    stages = [r["stage"] for r in rows]
+    assert stages == ["latent"] * 12 + ["gain"] * 8
+    assert state.gain.min() >= 0.25 - 1e-6 and state.gain.max() <= 4.0 + 1e-6
+    assert state.volume.min() >= 0 and len(state.weights) == 4  # the atlas and its mirrors
+    from model.atlas_fit import render_integrals
+    rendered = render_integrals(state, camera, 64, views=[9])[0]
+    from umed_common.images import minmax_to_uint8
+    psnr, _ = image_metrics(rendered, minmax_to_uint8(target.numpy()))
+    assert psnr > 30.0
+
+
+def write_patient_drrs(folder, patient: str, volume: torch.Tensor, size: int = 32) -> None:
+    camera = camera_from_preset("knee", size, BOX_MM)
+    samples, step_mm = ray_samples(camera, range(72), 48)
+    integrals = line_integrals(volume, samples, step_mm).numpy()
+    for k, image in enumerate(integrals):
+        Image.fromarray(mednerf_uint8(image)).save(folder / f"{patient}_xray{k:04d}.png")
+
+
+@pytest.fixture
+def physical_drrs(tmp_path):
+    data = tmp_path / "drrs"
+    data.mkdir()
+    for index, shift in enumerate((-10.0, 0.0, 12.0)):
+        centres = [(c[0] + shift, c[1], c[2]) for c in ASYMMETRIC["centres_mm"]]
+        write_patient_drrs(data, f"{index + 1:02d}", blob_volume(24, centres, ASYMMETRIC["widths_mm"]))
+    return data
+
+
+def test_train_calibrate_resume_and_finetune_commands(tmp_path, physical_drrs, capsys):
+    config = tmp_path / "tiny_physical.yaml"
+    import yaml
+    config.write_text(yaml.safe_dump(tiny_config()))
+    run = tmp_path / "run"
+    args = ["--config", str(config), "--data", str(physical_drrs), "--out", str(run), "--holdout", "03",
+            "--device", "cpu", "--no-progress"]
+    assert cli_train.main(args) == 0
+    calibration = json.loads((run / "calibration.json").read_text())
+    assert calibration["training_patients"] == ["01", "02"] and calibration["holdout"] == ["03"]
+    assert calibration["chosen_pose_prior"] in (0.01, 0.1)
+    assert cli_train.main(args) == 2                          # exists: needs --resume
+    assert cli_train.main(args + ["--resume"]) == 0            # complete: nothing to redo
+    changed = [a if a != "03" else "02" for a in args]
+    assert cli_train.main(changed + ["--resume"]) == 2         # another holdout cannot join a finished run
+    assert "another --holdout" in capsys.readouterr().err
+    out = tmp_path / "views"
+    xray = physical_drrs / "03_xray0018.png"
+    assert cli_finetune.main(["--checkpoint", str(run), "--xray", str(xray), "--input-view-index", "18",
+                              "--out", str(out), "--device", "cpu", "--no-progress", "--export-volume"]) == 0
+    files = sorted(p.name for p in (out / "views").glob("*.png"))
+    assert files == [f"xray{k:04d}.png" for k in range(72)]
+    import nibabel as nib
+    volume = nib.load(str(out / "volume.nii.gz"))
+    assert volume.shape == (16, 16, 16) and abs(volume.affine[2, 2] - BOX_MM / 16) < 1e-6
+    # the rendered view 18 is the input (release orientation), the far side its near mirror
+    rendered = np.asarray(Image.open(out / "views" / "xray0018.png"), dtype=np.float64)
+    given = np.asarray(Image.open(xray), dtype=np.float64)
+    assert np.corrcoef(rendered.ravel(), given.ravel())[0, 1] > 0.95
+
+
+def test_unknown_input_view_is_searched(tmp_path, physical_drrs):
+    import yaml
+    config = tmp_path / "tiny_physical.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(calibrate=False)))
+    run = tmp_path / "run"
+    assert cli_train.main(["--config", str(config), "--data", str(physical_drrs), "--out", str(run),
+                           "--device", "cpu", "--no-progress"]) == 0
+    from model.physical import finetune_physical
+    from umed_common.images import read_gray
+    # a patient the atlas holds: the search must find its pose (or the near-mirror pose 180 deg away)
+    result = finetune_physical(run, read_gray(physical_drrs / "02_xray0018.png"), input_view_index=None,
+                               loss_weights="learned", progress=False, gain_steps=2)
+    assert min(abs(result.input_view_index - 18), abs(result.input_view_index - 54)) <= 6
