@@ -10,9 +10,10 @@ from umed_common.atomic import atomic_path, write_text_atomic
 
 from . import plots
 from .config import SingleViewSpec
-from .exports import generative_markdown, single_view_markdown, summarise_generative, summarise_single_view
+from .exports import (generative_markdown, novel_view_verdicts, single_view_markdown, summarise_generative,
+                      summarise_single_view, verdict_markdown)
 from .generative import GenerativeResult
-from .single_view import SingleViewResult
+from .single_view import BASELINE_COPY, BASELINE_MEAN, BASELINE_MIRROR, SingleViewResult
 
 
 def _csv(frame: pd.DataFrame, path: Path) -> None:
@@ -30,7 +31,12 @@ def write_single_view(table: str, spec: SingleViewSpec, result: SingleViewResult
     _csv(result.rows.assign(table=table)[["table", *result.rows.columns]], folder / f"{table}_scores.csv")
     _csv(summary, folder / f"{table}_summary.csv")
     _csv(pd.DataFrame(result.jobs), folder / f"{table}_finetune_jobs.csv")
-    write_text_atomic(folder / f"{table}.md", single_view_markdown(table, summary, spec.methods, spec.conventions))
+    markdown = single_view_markdown(table, summary, spec.methods, spec.conventions)
+    verdicts = novel_view_verdicts(result.rows, (BASELINE_COPY, BASELINE_MIRROR, BASELINE_MEAN))
+    if not verdicts.empty:
+        _csv(verdicts, folder / f"{table}_novel_views.csv")
+        markdown += "\n" + verdict_markdown(verdicts)
+    write_text_atomic(folder / f"{table}.md", markdown)
     for dataset in spec.datasets:
         plots.per_view_psnr(result.rows, dataset, folder / "plots" / f"{table}_{dataset}_psnr_per_view.png")
         plots.single_view_bars(summary, dataset, folder / "plots" / f"{table}_{dataset}_bars.png")
