@@ -207,3 +207,27 @@ def test_unknown_input_view_is_searched(tmp_path, physical_drrs):
     result = finetune_physical(run, read_gray(physical_drrs / "02_xray0018.png"), input_view_index=None,
                                loss_weights="learned", progress=False, gain_steps=2)
     assert min(abs(result.input_view_index - 18), abs(result.input_view_index - 54)) <= 6
+
+
+def test_two_gloo_processes_build_the_same_atlas_as_one(tmp_path, physical_drrs):
+    """Data parallelism splits the training patients over ranks; the atlas must not depend on it."""
+    import os
+    import subprocess
+    import sys
+    import yaml
+    config = tmp_path / "tiny_physical.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(calibrate=False)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    common = ["-m", "model.cli_train", "--config", str(config), "--data", str(physical_drrs), "--device", "cpu",
+              "--no-progress"]
+    single = subprocess.run([sys.executable, *common, "--out", str(tmp_path / "one")], capture_output=True,
+                            text=True, env=env)
+    assert single.returncode == 0, single.stderr[-2000:]
+    double = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             *common, "--out", str(tmp_path / "two")], capture_output=True, text=True, env=env)
+    assert double.returncode == 0, double.stderr[-2000:]
+    one = torch.load(tmp_path / "one" / "model.pt", weights_only=True)
+    two = torch.load(tmp_path / "two" / "model.pt", weights_only=True)
+    assert one["patients"] == two["patients"] == ["01", "02", "03"]
+    assert torch.allclose(one["atlas"], two["atlas"], atol=1e-6)
+    assert one["atlas"].std() > 0       # tomography really ran
