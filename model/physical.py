@@ -88,14 +88,26 @@ def fit_single_view(atlas: torch.Tensor, target: torch.Tensor, view: int, cfg: M
     return AtlasState(volume, gain, view, torch.softmax(logits, 0), pose)
 
 
-def _novel_view_psnr(state: AtlasState, truth: torch.Tensor, present: torch.Tensor, cfg: ModelConfig) -> float:
-    """Mean PSNR (paper convention) over the views other than the input that exist in `truth`."""
-    camera = camera_for(cfg, truth.shape[-1])
-    rendered = views_uint8(render_integrals(state, camera, cfg.physical.samples))
-    truth_u8 = views_uint8(truth)
+def _novel_view_psnr(rendered: np.ndarray, truth_u8: np.ndarray, present: torch.Tensor, input_view: int) -> float:
+    """Mean PSNR (paper convention) over the views other than the input that exist in the truth (72, S, S)."""
     scores = [image_metrics(torch.from_numpy(rendered[k].astype(np.float32)), truth_u8[k])[0]
-              for k in range(72) if present[k] and k != state.input_view]
+              for k in range(72) if present[k] and k != input_view]
     return float(np.mean(scores))
+
+
+def _loo_scores(state: AtlasState, truth: torch.Tensor, present: torch.Tensor, cfg: ModelConfig,
+                others_mean: np.ndarray) -> dict:
+    """Novel-view PSNR of the fit and of the three trivial answers for one left-out training patient."""
+    camera = camera_for(cfg, truth.shape[-1])
+    truth_u8, view = views_uint8(truth), state.input_view
+    rendered = views_uint8(render_integrals(state, camera, cfg.physical.samples))
+    far = np.minimum(np.abs(np.arange(72) - view), 72 - np.abs(np.arange(72) - view)) * 5.0 > 90.0
+    copy = np.repeat(truth_u8[view][None], 72, axis=0)
+    mirror = np.where(far[:, None, None], copy[:, :, ::-1], copy)
+    return {"novel_view_psnr": _novel_view_psnr(rendered, truth_u8, present, view),
+            "baseline_copy": _novel_view_psnr(copy, truth_u8, present, view),
+            "baseline_mirror": _novel_view_psnr(mirror, truth_u8, present, view),
+            "baseline_mean": _novel_view_psnr(others_mean, truth_u8, present, view)}
 
 
 def _patient_truth(paths: dict[int, Path], size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,15 +125,17 @@ def calibrate(cfg: ModelConfig, volumes: dict[str, torch.Tensor], patients: dict
     phys, names = cfg.physical, sorted(volumes)
     scores = {str(c): [] for c in phys.pose_prior_candidates}
     jobs = [(c, p, v) for c in phys.pose_prior_candidates for p in names for v in phys.calibration_views]
+    truths = {n: _patient_truth(patients[n], phys.train_size) for n in names}
     for candidate, left_out, view in tqdm(jobs, desc="calibrate", unit="fit", disable=not progress):
-        truth, present = _patient_truth(patients[left_out], phys.train_size)
+        truth, present = truths[left_out]
         if not present[view]:
             continue
         atlas = torch.stack([volumes[n] for n in names if n != left_out])
         small_cfg = _at_size(cfg, phys.train_size)
         state = fit_single_view(atlas, truth[view], view, small_cfg, None, perceptual, candidate)
+        others = torch.stack([truths[n][0] for n in names if n != left_out])
         scores[str(candidate)].append({"patient": left_out, "input_view": view,
-                                       "novel_view_psnr": _novel_view_psnr(state, truth, present, small_cfg)})
+                                       **_loo_scores(state, truth, present, small_cfg, views_uint8(others.mean(0)))})
     means = {c: float(np.mean([s["novel_view_psnr"] for s in rows])) for c, rows in scores.items() if rows}
     best = max(means, key=means.get)
     return {"method": "leave one training patient out, learned loss weights, at train_size",
