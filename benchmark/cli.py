@@ -11,6 +11,7 @@ from pathlib import Path
 
 from umed_common.device import add_device_argument, resolve_device
 from umed_common.errors import UserError, cli_entry
+from umed_common.outputs import check_name
 
 from .config import apply_quick, config_as_dict, load_config
 from .generative import run_generative
@@ -24,10 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--table", type=int, choices=(1, 2, 3), required=True,
                         help="1: single-view PSNR/SSIM, 2: FID/KID, 3: loss-weight ablation")
     parser.add_argument("--config", required=True, help="benchmark YAML (see benchmark/configs/)")
-    parser.add_argument("--out", required=True, help="results folder (must be new or empty unless --overwrite)")
+    parser.add_argument("--out", required=True,
+                        help="results folder (new or empty unless --overwrite, which replaces only "
+                             "umed-bench's own earlier results there; other files are never touched)")
     parser.add_argument("--quick", action="store_true",
                         help="small CPU preset: first patient and input view, few iterations and samples")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing results folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace umed-bench's earlier results in --out")
     parser.add_argument("--inception-weights", default=None,
                         help="FID Inception weights file (else $UMED_INCEPTION_WEIGHTS or the torch hub cache)")
     parser.add_argument("--feature-cache", default=None, help="folder of cached Inception features")
@@ -35,6 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_device_argument(parser)
     parser.set_defaults(device=None)
     return parser
+
+
+def check_output_names(config, table: int) -> None:
+    """Dataset names (and table 2's own method) become folder and file names under --out: refuse
+    any that could point elsewhere, before a folder is made."""
+    for name in config.datasets:
+        check_name(name, "config datasets: dataset name")
+    spec = config.table2 if table == 2 else None
+    if spec is not None and spec.ours is not None:
+        check_name(spec.ours, "config table2.ours: method name")
 
 
 def run_table(table: int, config, device: str, staging: Path, progress: bool) -> dict:
@@ -62,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                                          ("feature_cache_dir", args.feature_cache)) if v}
     config = dataclasses.replace(config, **overrides, device=args.device or config.device)
     device = str(resolve_device(config.device))
+    check_output_names(config, args.table)
     start = time.perf_counter()
     with staged_output(args.out, args.overwrite) as staging:
         extra = run_table(args.table, config, device, staging, progress=not args.no_progress)

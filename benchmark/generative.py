@@ -16,6 +16,7 @@ import pandas as pd
 
 from umed_common.errors import UserError
 from umed_common.images import write_png
+from umed_common.outputs import inside
 
 from .config import BenchConfig, GenerativeSpec
 from .features import FeatureCache, default_cache_dir, extract_features
@@ -97,7 +98,7 @@ def run_generative(spec: GenerativeSpec, config: BenchConfig, device: str, stagi
                                          desc=f"{name} real")
         method_paths = {m: list(s.paths) for m, s in methods.items()}
         if spec.ours:
-            folder = staging / "renders" / "table2" / name / spec.ours
+            folder = inside(staging, "renders", "table2", name, spec.ours)
             method_paths[spec.ours] = sample_ours(spec, config, name, real, folder, device, progress)
         for method, paths in method_paths.items():
             result.sample_paths[(name, method)] = paths

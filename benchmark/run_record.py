@@ -2,21 +2,17 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import platform
-import shutil
 import subprocess
 import sys
-import tempfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
-from umed_common.atomic import ensure_writable_dir, write_json_atomic, write_text_atomic
-from umed_common.errors import UserError
+from umed_common.atomic import write_json_atomic, write_text_atomic
+from umed_common.outputs import staged_run
 
 
 def code_version() -> str:
@@ -35,27 +31,12 @@ def code_version() -> str:
         return "umednerf (unknown version)"
 
 
-@contextlib.contextmanager
-def staged_output(out_dir: str | Path, overwrite: bool) -> Iterator[Path]:
-    """Yield an empty staging folder beside `out_dir`; move it into place only on success.
-
-    An error (or Ctrl-C) leaves nothing at `out_dir`: no partial results.
+def staged_output(out_dir: str | Path, overwrite: bool) -> contextlib.AbstractContextManager[Path]:
+    """An empty staging folder inside `out_dir`; its files replace umed-bench's earlier outputs
+    only on success. `--overwrite` deletes only what umed-bench recorded there; the user's own
+    files stay, and a result that would replace one is refused (umed_common.outputs).
     """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"{out_dir}: exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise UserError(f"{out_dir}: already holds results (pass --overwrite to replace them)")
-    ensure_writable_dir(out_dir.resolve().parent)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.resolve().parent))
-    try:
-        yield staging
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+    return staged_run(out_dir, "umed-bench", overwrite)
 
 
 def write_provenance(folder: Path, config_text: str, effective_config: dict, extra: dict) -> None:

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from .errors import UserError
+from .errors import DISK_FULL_ERRNOS, UserError, disk_full_error
 
 
 def _current_umask() -> int:
@@ -22,21 +22,27 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """Yield a temporary path beside `path`; on success rename it to `path`.
 
     The temporary keeps `path`'s suffix (or `suffix`) so libraries that pick
-    a format from the extension still work. On error the temporary is removed.
+    a format from the extension still work. On error the temporary is removed;
+    a full disk becomes a one-line UserError naming `path`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ext = suffix if suffix is not None else "".join(path.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{ext}", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ext = suffix if suffix is not None else "".join(path.suffixes)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{ext}", dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
         yield tmp_path
         # mkstemp makes owner-only files; give outputs the usual umask-derived mode
         os.chmod(tmp_path, 0o666 & ~_current_umask())
         os.replace(tmp_path, path)
+    except OSError as err:
+        if err.errno in DISK_FULL_ERRNOS:
+            raise disk_full_error(err, path) from None
+        raise
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
 
 
