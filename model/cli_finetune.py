@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import warnings
 from pathlib import Path
 
@@ -63,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     ensure_writable_dir(out)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
-        warnings.formatwarning = lambda message, *rest: f"umed-finetune: warning: {message}\n"
+        # showwarning (unlike formatwarning) is restored by catch_warnings: nothing process-wide outlives the call
+        warnings.showwarning = lambda message, *rest, **kw: print(f"umed-finetune: warning: {message}", file=sys.stderr)
         result = finetune(args.checkpoint, xray, input_view_index=args.input_view_index,
                           loss_weights=args.loss_weights, azimuth_deg=args.azimuth, max_iters=args.max_iters,
                           psnr_target=args.psnr_target, lr=args.lr, view_step_deg=args.view_step_deg,
