@@ -8,9 +8,9 @@ from dataclasses import replace
 import torch
 
 from umed_common.device import add_device_argument, resolve_device
-from umed_common.errors import cli_entry
+from umed_common.errors import UserError, cli_entry
 
-from .pipeline import DrrOptions, generate_all
+from .pipeline import DrrOptions, check_options, generate_all
 from .projector import METHODS
 from .writer import LAYOUTS
 
@@ -24,8 +24,11 @@ INPUT is a volume file (.nii, .nii.gz, .mha, .mhd, .nrrd) or a folder searched
 recursively (DICOM series are grouped by SeriesInstanceUID; every series is a case).
 Per case OUT/<case>/ holds xray0000.png.. (per-image max scaled, flipped left-right
 as MedNeRF), drr_line_integrals.npy (views x rows x cols float32), geometry.json and
-case.json; OUT/manifest.csv lists every case. Finished cases are skipped on a rerun
-unless --overwrite. Exit status 1 when any case failed.
+case.json; OUT/manifest.csv lists every case. Finished cases are skipped on a rerun;
+a case finished with other options or from an input whose content changed since is
+refused (redone with --overwrite). --overwrite replaces only files drr-generate wrote
+(listed in OUT/.drr-generate-outputs.json); other files in OUT are never touched.
+Exit status 1 when any case failed.
 """
 
 
@@ -79,22 +82,24 @@ def threads_for(options: DrrOptions) -> DrrOptions:
 
 
 def _downsample(text: str):
-    return text if text == "auto" else int(text)
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"--downsample {text}: expected auto or an integer >= 1") from None
 
 
 @cli_entry
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        downsample = _downsample(args.downsample)
-    except ValueError:
-        build_parser().error(f"--downsample {args.downsample}: expected auto or an integer")
     options = DrrOptions(preset=args.preset, projector=args.projector, step_mm=args.step_mm,
-                         downsample=downsample, views=args.views, start_angle_deg=args.start_angle_deg,
+                         downsample=_downsample(args.downsample), views=args.views, start_angle_deg=args.start_angle_deg,
                          angle_step_deg=args.angle_step_deg, rows=args.rows, cols=args.cols,
                          detector_mm=args.detector_mm, sad_mm=args.sad_mm, sid_mm=args.sid_mm,
                          hu_min=args.hu_min, hu_max=args.hu_max, layout=args.layout, device=args.device,
                          overwrite=args.overwrite, workers=args.workers)
+    check_options(options)  # before any folder is made or a volume read
     intra_op_threads = torch.get_num_threads()
     try:
         results = generate_all(args.input, args.out, threads_for(options), show_progress=not args.quiet)

@@ -6,8 +6,10 @@ A failing case is recorded and the others go on.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -18,8 +20,9 @@ import torch
 from tqdm import tqdm
 
 from umed_common.atomic import ensure_writable_dir, write_text_atomic
+from umed_common.checksums import sha256_file
 from umed_common.device import resolve_device
-from umed_common.errors import UserError
+from umed_common.errors import DISK_FULL_ERRNOS, UserError, disk_full_error
 
 from . import writer
 from .attenuation import AttenuationModel, hu_to_attenuation
@@ -31,7 +34,10 @@ from .volume_io import CaseSource, discover_cases, load_case
 MANIFEST_COLUMNS = ["case_id", "status", "message", "source", "shape_xyz", "spacing_xyz", "sad_mm",
                     "sid_mm", "detector_mm", "detector_px", "views", "angle_step_deg", "projector",
                     "orientation", "hu_window", "seconds", "outputs", "png_sha256", "raw_sha256",
-                    "geometry_sha256"]
+                    "geometry_sha256", "input_sha256"]
+# The options that change a case's pixels: a finished case made with others is not "done".
+RESULT_OPTIONS = ("preset", "projector", "step_mm", "downsample", "views", "start_angle_deg", "angle_step_deg",
+                  "rows", "cols", "detector_mm", "sad_mm", "sid_mm", "hu_min", "hu_max", "layout")
 
 
 @dataclass
@@ -100,29 +106,61 @@ def render_volume(volume, options: DrrOptions, device: torch.device):
     return drrs.cpu().numpy(), geometry, alignment
 
 
+def result_options(options: DrrOptions) -> dict:
+    """The options a case record keeps (those that change its outputs), JSON-plain."""
+    return {name: getattr(options, name) for name in RESULT_OPTIONS}
+
+
+def input_checksum(case: CaseSource) -> str:
+    """SHA-256 of the input file; for a DICOM series, of its files' names and checksums."""
+    if case.kind == "file":
+        return sha256_file(case.paths[0])
+    lines = "".join(f"{path.name} {sha256_file(path)}\n" for path in sorted(case.paths))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def _changes(done: dict, options: dict, checksum: str) -> list[str]:
+    """What differs between a finished case and this run (empty: the case is current)."""
+    if "options" not in done or "input_sha256" not in done:
+        return ["made by an older drr-generate that kept no options or input checksum"]
+    changed = [f"--{k.replace('_', '-')} {done['options'].get(k)} -> {v}" for k, v in options.items()
+               if done["options"].get(k) != v]
+    if done["input_sha256"] != checksum:
+        changed.append("the input file's content changed")
+    return changed
+
+
 def generate_case(case: CaseSource, out_dir: Path, options: DrrOptions, device: torch.device) -> CaseResult:
     source = str(case.paths[0] if case.kind == "file" else case.paths[0].parent)
-    if not options.overwrite:
-        done = writer.finished_record(out_dir, case.case_id, options.layout)
-        if done is not None:
-            return CaseResult(case.case_id, source, "skipped", "finished by an earlier run", 0.0, done)
     start = time.perf_counter()
     try:
+        checksum, wanted = input_checksum(case), result_options(options)
+        done = writer.finished_record(out_dir, case.case_id, options.layout)
+        if done is not None:
+            changed = _changes(done, wanted, checksum)
+            if not changed and not options.overwrite:
+                return CaseResult(case.case_id, source, "skipped", "finished by an earlier run", 0.0, done)
+            if changed and not options.overwrite:
+                raise UserError(f"{source}: finished by an earlier run that differs ({'; '.join(changed)}); "
+                                "pass --overwrite to redo it")
+            writer.adopt_earlier_case(out_dir, case.case_id, options.layout, done)
         volume = load_case(case)
         drrs, geometry, alignment = render_volume(volume, options, device)
         if not np.isfinite(drrs).all() or drrs.max() <= 0:
             raise UserError(f"{source}: the volume lies outside every ray (nothing but air projected)")
         seconds = time.perf_counter() - start
-        record = _record(case.case_id, source, volume, geometry, options, alignment, seconds)
-        if options.overwrite:
-            writer.remove_case(out_dir, case.case_id, options.layout, options.views)
+        record = {**_record(case.case_id, source, volume, geometry, options, alignment, seconds),
+                  "options": wanted, "input_sha256": checksum}
+        if done is not None:
+            writer.remove_case(out_dir, case.case_id, options.layout, max(options.views, int(done.get("views", 0))))
         record = writer.write_case(out_dir, case.case_id, drrs, geometry.to_dict(), record, options.layout)
         return CaseResult(case.case_id, source, "ok", "; ".join(volume.warnings), seconds, record)
     except UserError as err:
         return CaseResult(case.case_id, source, "failed", str(err), time.perf_counter() - start)
     except OSError as err:
-        return CaseResult(case.case_id, source, "failed", f"{err.filename or out_dir}: {err.strerror}",
-                          time.perf_counter() - start)
+        message = (str(disk_full_error(err)) if err.errno in DISK_FULL_ERRNOS
+                   else f"{err.filename or out_dir}: {err.strerror or err}")
+        return CaseResult(case.case_id, source, "failed", message, time.perf_counter() - start)
 
 
 def _record(case_id, source, volume, geometry, options: DrrOptions, alignment: Alignment, seconds: float) -> dict:
@@ -140,7 +178,15 @@ def _record(case_id, source, volume, geometry, options: DrrOptions, alignment: A
             "hu_window": f"{options.hu_min}..{options.hu_max}", "seconds": round(seconds, 3)}
 
 
-def _check_options(options: DrrOptions) -> None:
+def _finite(value, flag: str, positive: bool = False) -> None:
+    if value is None:
+        return
+    if not math.isfinite(value) or (positive and value <= 0):
+        raise UserError(f"{flag} {value}: must be a {'positive' if positive else 'finite'} number")
+
+
+def check_options(options: DrrOptions) -> None:
+    """Every option checked for what is physically possible, before any folder is made."""
     if options.projector not in METHODS:
         raise UserError(f"--projector {options.projector}: unknown (choose {', '.join(METHODS)})")
     if options.layout not in writer.LAYOUTS:
@@ -149,13 +195,32 @@ def _check_options(options: DrrOptions) -> None:
         raise UserError("--workers must be >= 1")
     if options.projector_threads < 1:
         raise UserError(f"projector_threads must be >= 1, got {options.projector_threads}")
-    if options.step_mm is not None and options.step_mm <= 0:
-        raise UserError("--step-mm must be positive")
+    if options.downsample != "auto" and (isinstance(options.downsample, bool)
+                                         or not isinstance(options.downsample, int) or options.downsample < 1):
+        raise UserError(f"--downsample {options.downsample}: expected auto or an integer >= 1")
+    for flag, count in (("--views", options.views), ("--rows", options.rows), ("--cols", options.cols)):
+        if count < 1:
+            raise UserError(f"{flag} {count}: must be at least 1")
+    for flag, value in (("--step-mm", options.step_mm), ("--detector-mm", options.detector_mm),
+                        ("--sad-mm", options.sad_mm), ("--sid-mm", options.sid_mm)):
+        _finite(value, flag, positive=True)
+    for flag, value in (("--start-angle-deg", options.start_angle_deg), ("--angle-step-deg", options.angle_step_deg),
+                        ("--hu-min", options.hu_min), ("--hu-max", options.hu_max)):
+        _finite(value, flag)
+    if options.hu_min is not None and options.hu_max is not None and options.hu_min >= options.hu_max:
+        raise UserError(f"--hu-min {options.hu_min} --hu-max {options.hu_max}: the HU window is empty "
+                        "(need --hu-min < --hu-max)")
+    if options.sad_mm is not None and options.sid_mm is not None and options.sad_mm >= options.sid_mm:
+        raise UserError(f"--sad-mm {options.sad_mm} --sid-mm {options.sid_mm}: the source-isocentre distance "
+                        "must be shorter than the source-detector distance")
 
 
 def generate_all(inputs, out_dir, options: DrrOptions = DrrOptions(), show_progress: bool = True) -> list[CaseResult]:
-    """Project every case found under `inputs` (paths) into `out_dir`; writes manifest.csv."""
-    _check_options(options)
+    """Project every case found under `inputs` (paths) into `out_dir`; writes manifest.csv.
+
+    Only files drr-generate recorded as its own in `out_dir` are ever replaced or deleted.
+    """
+    check_options(options)
     device = resolve_device(options.device)
     cases, problems = [], []
     for root in [inputs] if isinstance(inputs, (str, Path)) else inputs:
@@ -163,15 +228,38 @@ def generate_all(inputs, out_dir, options: DrrOptions = DrrOptions(), show_progr
         cases += found
         problems += bad
     out_dir = ensure_writable_dir(out_dir)
+    folder = writer.output_folder(out_dir)
+    folder.clear_stale_staging()
+    _adopt_earlier_manifest(folder)
+    folder.check_free(["manifest.csv"])
     results = [CaseResult(Path(p).name, p, "failed", f"{p}: {reason}") for p, reason in problems]
     bar = tqdm(total=len(cases), desc="drr-generate", unit="case", disable=not show_progress)
-    with ThreadPoolExecutor(max_workers=options.workers) as pool:
+    pool = ThreadPoolExecutor(max_workers=options.workers)
+    try:
         for result in pool.map(lambda c: generate_case(c, out_dir, options, device), cases):
             results.append(result)
             bar.update(1)
-    bar.close()
+    finally:
+        # Ctrl-C / SIGTERM: cases not started yet are dropped; a running one cleans its staging up
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+    folder.claim(["manifest.csv"])
     write_manifest(out_dir / "manifest.csv", results)
     return results
+
+
+def _adopt_earlier_manifest(folder) -> None:
+    """A manifest.csv from before drr-generate kept a record is its own when it has its header."""
+    path = folder.root / "manifest.csv"
+    if "manifest.csv" in folder.owned() or not path.is_file():
+        return
+    try:
+        with open(path, encoding="utf-8") as handle:
+            header = handle.readline().strip().split(",")
+    except (OSError, UnicodeDecodeError):
+        return
+    if header == MANIFEST_COLUMNS[: len(header)] and len(header) >= len(MANIFEST_COLUMNS) - 1:
+        folder.claim(["manifest.csv"])
 
 
 def write_manifest(path: Path, results: list[CaseResult]) -> None:

@@ -1,16 +1,19 @@
 """Write one case: MedNeRF PNGs, raw line integrals, geometry JSON, a case record.
 
-Everything is written into a hidden staging folder and moved into place only
-when the whole case succeeded, so a failed or interrupted case leaves nothing
+Everything is written into a hidden staging folder inside OUT and moved into place
+only when the whole case succeeded, so a failed or interrupted case leaves nothing
 behind. The case record (`case.json`) is written last: it marks the case done
-(resume) and is the manifest row.
+(resume) and is the manifest row; it carries the options and the input checksum,
+so a rerun knows whether the case is still current.
+
+OUT keeps drr-generate's record of its own files (umed_common.outputs): --overwrite
+replaces only those, and a file drr-generate did not write is never replaced.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +21,9 @@ import numpy as np
 from umed_common.atomic import write_json_atomic
 from umed_common.checksums import sha256_file
 from umed_common.images import write_png
+from umed_common.outputs import OutputFolder, check_name
+
+TOOL = "drr-generate"
 
 LAYOUTS = ("standard", "mednerf")
 RAW_NAME = "drr_line_integrals.npy"
@@ -33,8 +39,13 @@ def mednerf_uint8(line_integrals: np.ndarray) -> np.ndarray:
     return np.fliplr(np.clip(np.round(scaled), 0, 255).astype(np.uint8)).copy()
 
 
+def output_folder(out_dir: Path) -> OutputFolder:
+    return OutputFolder(out_dir, TOOL)
+
+
 def case_paths(out_dir: Path, case_id: str, layout: str, views: int) -> dict:
     """Final locations of a case's files, relative to out_dir."""
+    check_name(case_id, "case id")
     if layout == "mednerf":
         pngs = [Path(f"{case_id}_xray{k:04d}.png") for k in range(views)]
         side = Path("raw") / case_id
@@ -45,14 +56,21 @@ def case_paths(out_dir: Path, case_id: str, layout: str, views: int) -> dict:
             "record": side / "case.json"}
 
 
+def _relative(paths: dict) -> list[str]:
+    return [Path(rel).as_posix() for value in paths.values() for rel in (value if isinstance(value, list) else [value])]
+
+
 def write_case(out_dir: Path, case_id: str, drrs: np.ndarray, geometry: dict, record: dict,
                layout: str = "standard") -> dict:
-    """(V, H, W) float32 -> files; returns `record` completed with checksums."""
-    out_dir = Path(out_dir)
-    paths = case_paths(out_dir, case_id, layout, drrs.shape[0])
-    stage = out_dir / f".staging-{case_id}"
-    shutil.rmtree(stage, ignore_errors=True)
-    try:
+    """(V, H, W) float32 -> files; returns `record` completed with checksums.
+
+    A file in the way that drr-generate did not write is refused (UserError) before
+    anything moves; earlier outputs of the case are replaced.
+    """
+    folder = output_folder(out_dir)
+    paths = case_paths(folder.root, case_id, layout, drrs.shape[0])
+    folder.check_free(_relative(paths))
+    with folder.staging() as stage:
         for k, rel in enumerate(paths["pngs"]):
             write_png(stage / rel, mednerf_uint8(drrs[k]))
         (stage / paths["raw"]).parent.mkdir(parents=True, exist_ok=True)
@@ -64,11 +82,10 @@ def write_case(out_dir: Path, case_id: str, drrs: np.ndarray, geometry: dict, re
                   "raw_sha256": sha256_file(stage / paths["raw"]),
                   "geometry_sha256": sha256_file(stage / paths["geometry"])}
         write_json_atomic(stage / paths["record"], record)
+        folder.claim(_relative(paths))
         for rel in [*paths["pngs"], paths["raw"], paths["geometry"], paths["record"]]:
-            (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(stage / rel, out_dir / rel)  # the record moves last: it marks the case done
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+            (folder.root / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(stage / rel, folder.path(rel))  # the record moves last: it marks the case done
     return record
 
 
@@ -81,8 +98,27 @@ def finished_record(out_dir: Path, case_id: str, layout: str) -> dict | None:
         return None
 
 
+def adopt_earlier_case(out_dir: Path, case_id: str, layout: str, record: dict) -> None:
+    """Outputs written before drr-generate kept a record: claim them when every checksum of their
+    case.json matches the files (so they are drr-generate's own, not a user's edited copies)."""
+    folder = output_folder(out_dir)
+    views = int(record.get("views", 0) or 0)
+    paths = case_paths(folder.root, case_id, layout, views)
+    if views < 1 or all(rel in folder.owned() for rel in _relative(paths)):
+        return
+    try:
+        png_lines = "".join(f"{rel.name} {sha256_file(folder.root / rel)}\n" for rel in paths["pngs"])
+        matches = (hashlib.sha256(png_lines.encode()).hexdigest() == record.get("png_sha256")
+                   and sha256_file(folder.root / paths["raw"]) == record.get("raw_sha256")
+                   and sha256_file(folder.root / paths["geometry"]) == record.get("geometry_sha256"))
+    except OSError:
+        return
+    if matches:
+        folder.claim(_relative(paths))
+
+
 def remove_case(out_dir: Path, case_id: str, layout: str, views: int) -> None:
-    """Delete a case's earlier outputs (for --overwrite)."""
-    for key, value in case_paths(Path(out_dir), case_id, layout, views).items():
-        for rel in value if isinstance(value, list) else [value]:
-            (Path(out_dir) / rel).unlink(missing_ok=True)
+    """Delete a case's earlier outputs (for --overwrite): only files drr-generate recorded as its own."""
+    folder = output_folder(out_dir)
+    paths = set(_relative(case_paths(folder.root, case_id, layout, views)))
+    folder.release(paths & folder.owned())

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator
 
@@ -40,6 +41,16 @@ def inside(root: str | os.PathLike, *parts: str | os.PathLike) -> Path:
     return path
 
 
+_RECORD_LOCKS: dict[Path, threading.RLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _record_lock(path: Path) -> threading.RLock:
+    """One lock per record file: cases written by parallel threads update the same record."""
+    with _LOCKS_GUARD:
+        return _RECORD_LOCKS.setdefault(path.resolve(), threading.RLock())
+
+
 class OutputFolder:
     """An output folder plus the record of the files one tool wrote into it."""
 
@@ -47,6 +58,7 @@ class OutputFolder:
         self.root = Path(root)
         self.tool = tool
         self.record_path = self.root / f".{tool}-outputs.json"
+        self.lock = _record_lock(self.record_path)
 
     # -- the record ---------------------------------------------------------------------------------
     def _load(self) -> dict:
@@ -68,8 +80,8 @@ class OutputFolder:
         write_json_atomic(self.record_path, data)
 
     def owned(self) -> set[str]:
-        """Relative POSIX paths of the files this tool wrote here (and that still exist)."""
-        return {rel for rel in self._load()["files"] if _is_relative_inside(rel) and (self.root / rel).is_file()}
+        """Relative POSIX paths of the files this tool recorded writing here (some may be gone since)."""
+        return {rel for rel in self._load()["files"] if _is_relative_inside(rel)}
 
     def _staging_names(self) -> set[str]:
         return {name for name in self._load()["staging"] if _is_relative_inside(name) and "/" not in name}
@@ -107,23 +119,25 @@ class OutputFolder:
         rels = [PurePosixPath(rel).as_posix() for rel in rels]
         for rel in rels:
             self.path(rel)
-        data = self._load()
-        data["files"] = [*data["files"], *rels]
-        self._save(data)
+        with self.lock:
+            data = self._load()
+            data["files"] = [*data["files"], *rels]
+            self._save(data)
 
     def release(self, rels: Iterable[str]) -> None:
         """Delete `rels` that this tool wrote (others are refused), then drop them from the record."""
         rels = set(rels)
-        owned = self.owned()
-        strangers = sorted(r for r in rels if r not in owned and (self.root / r).exists())
-        if strangers:
-            self.check_free(strangers)
-        for rel in sorted(rels & owned):
-            self.path(rel).unlink(missing_ok=True)
-            _remove_empty_parents(self.root / rel, self.root)
-        data = self._load()
-        data["files"] = [f for f in data["files"] if f not in rels]
-        self._save(data)
+        with self.lock:
+            owned = self.owned()
+            strangers = sorted(r for r in rels if r not in owned and (self.root / r).exists())
+            if strangers:
+                self.check_free(strangers)
+            for rel in sorted(rels & owned):
+                self.path(rel).unlink(missing_ok=True)
+                _remove_empty_parents(self.root / rel, self.root)
+            data = self._load()
+            data["files"] = [f for f in data["files"] if f not in rels]
+            self._save(data)
 
     def release_all(self) -> None:
         """--overwrite: delete every file this tool recorded here; foreign files stay."""
@@ -132,27 +146,32 @@ class OutputFolder:
     # -- a staged run -------------------------------------------------------------------------------
     def clear_stale_staging(self) -> None:
         """Remove staging folders a killed run left behind (only those the record names)."""
-        data = self._load()
-        for name in self._staging_names():
-            shutil.rmtree(self.root / name, ignore_errors=True)
-        if data["staging"]:
-            data["staging"] = []
-            self._save(data)
+        with self.lock:
+            data = self._load()
+            for name in self._staging_names():
+                shutil.rmtree(self.root / name, ignore_errors=True)
+            if data["staging"]:
+                data["staging"] = []
+                self._save(data)
 
     @contextlib.contextmanager
     def staging(self) -> Iterator[Path]:
         """A hidden folder inside the output folder, named in the record before it exists."""
-        data = self._load()
-        fd_dir = tempfile.mkdtemp(prefix=f".{self.tool}-staging-", dir=self.root)
-        data["staging"] = [*data["staging"], Path(fd_dir).name]
+        self.root.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{self.tool}-staging-", dir=self.root))
         try:
-            self._save(data)
-            yield Path(fd_dir)
+            with self.lock:
+                data = self._load()
+                data["staging"] = [*data["staging"], stage.name]
+                self._save(data)
+            yield stage
         finally:
-            shutil.rmtree(fd_dir, ignore_errors=True)
-            data = self._load()
-            data["staging"] = [n for n in data["staging"] if n != Path(fd_dir).name]
-            self._save(data)
+            shutil.rmtree(stage, ignore_errors=True)
+            with self.lock:
+                data = self._load()
+                if stage.name in data["staging"]:
+                    data["staging"] = [n for n in data["staging"] if n != stage.name]
+                    self._save(data)
 
     def commit(self, staging: Path, replace_old: bool) -> list[str]:
         """Move every file of `staging` into the folder; with `replace_old` first drop the earlier outputs.
@@ -160,14 +179,15 @@ class OutputFolder:
         A staged file that would replace a foreign file is refused before anything moves.
         """
         staged = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
-        self.check_free(staged)
-        old = self.owned() if replace_old else set()
-        self.claim(staged)
-        for rel in staged:
-            target = self.path(rel)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging / rel, target)
-        self.release(old - set(staged))
+        with self.lock:
+            self.check_free(staged)
+            old = self.owned() if replace_old else set()
+            self.claim(staged)
+            for rel in staged:
+                target = self.path(rel)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staging / rel, target)
+            self.release(old - set(staged))
         return staged
 
 
@@ -198,7 +218,8 @@ def prepare_output(out_dir: str | os.PathLike, tool: str, overwrite: bool) -> Ou
         raise UserError(f"{folder.root}: exists and is not a folder")
     if folder.root.is_dir():
         folder.clear_stale_staging()
-        owned, foreign = folder.owned(), folder.foreign()
+        owned = {rel for rel in folder.owned() if (folder.root / rel).is_file()}
+        foreign = folder.foreign()
         if (owned or foreign) and not overwrite:
             what = (f"{len(owned)} earlier {tool} output(s)" if owned else "") + \
                    (" and " if owned and foreign else "") + \
@@ -224,7 +245,8 @@ def staged_run(out_dir: str | os.PathLike, tool: str, overwrite: bool) -> Iterat
             folder.commit(staging, replace_old=True)
             succeeded = True
     finally:
-        if created and not succeeded and not folder.owned() and not folder.foreign():
+        if created and not succeeded and not folder.foreign() \
+                and not any((folder.root / rel).exists() for rel in folder.owned()):
             folder.record_path.unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 folder.root.rmdir()
