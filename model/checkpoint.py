@@ -35,7 +35,26 @@ def read_checkpoint(path: str | Path) -> tuple[ModelConfig, dict]:
         raise UserError(f"{path}: not a umednerf model checkpoint")
     if payload["format_version"] != FORMAT_VERSION:
         raise UserError(f"{path}: checkpoint format {payload['format_version']}, this code reads {FORMAT_VERSION}")
-    return config_from_dict(payload["config"]), payload
+    bad = first_non_finite(payload)
+    if bad is not None:
+        raise UserError(f"{path}: {bad} holds NaN or infinite values (a diverged or damaged run); not usable")
+    try:
+        cfg = config_from_dict(payload["config"])
+    except UserError as err:
+        raise UserError(f"{path}: its {err}") from None
+    return cfg, payload
+
+
+def first_non_finite(value, where: str = "") -> str | None:
+    """Dotted name of the first floating tensor holding NaN/inf in a nested payload, else None."""
+    if isinstance(value, torch.Tensor):
+        return where if value.is_floating_point() and not bool(torch.isfinite(value).all()) else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    for key, item in items:
+        found = first_non_finite(item, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 def load_state(module: torch.nn.Module, state: dict, path: str | Path, what: str) -> None:

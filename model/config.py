@@ -245,7 +245,39 @@ def _validate(cfg: ModelConfig) -> None:
     if cfg.finetune.z_candidates < 1:
         raise UserError("config finetune.z_candidates: must be at least 1")
     parse_loss_weights(cfg.finetune.loss_weights)
+    _validate_training(cfg)
     _validate_physical(cfg.physical)
+
+
+def _check_all(section: str, obj, names: tuple[str, ...], test, need: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if not test(value):
+            raise UserError(f"config {section}.{name}: must be {need}, got {value!r}")
+
+
+def _validate_training(cfg: ModelConfig) -> None:
+    """train, patch and render values that would crash or silently misbehave (e.g. batch_size -5)."""
+    def positive(v):
+        return math.isfinite(v) and v > 0
+
+    def unit(v):
+        return math.isfinite(v) and 0 < v <= 1
+
+    train, patch, render = cfg.train, cfg.patch, cfg.render
+    _check_all("train", train, ("batch_size", "max_iters", "checkpoint_every", "log_every", "n_sample_images",
+                                "sample_size"), lambda v: v >= 1, "at least 1")
+    _check_all("train", train, ("sample_every", "keep_checkpoints_every"), lambda v: v >= 0, "0 or more")
+    _check_all("train", train, ("lr_g", "lr_d", "lr_gamma"), positive, "a positive number")
+    _check_all("train", train, ("ema_beta",), lambda v: math.isfinite(v) and 0 <= v < 1, "in [0, 1)")
+    if any(m < 0 for m in train.lr_milestones):
+        raise UserError(f"config train.lr_milestones: must not be negative, got {list(train.lr_milestones)}")
+    _check_all("patch", patch, ("min_scale", "max_scale_min"), unit, "in (0, 1]")
+    _check_all("patch", patch, ("scale_decay",), lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
+    _check_all("patch", patch, ("scale_decay_every",), lambda v: v >= 1, "at least 1")
+    _check_all("render", render, ("n_samples",), lambda v: v >= 2, "at least 2")
+    _check_all("render", render, ("density_noise_std",), lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
+    _check_all("render", render, ("density_noise_decay_iters",), lambda v: v >= 0, "0 or more")
 
 
 def _validate_physical(phys: PhysicalConfig) -> None:
@@ -283,8 +315,8 @@ def parse_loss_weights(text: str | tuple[float, float]) -> tuple[float, float] |
             weights = tuple(float(v) for v in text.split(","))
         except ValueError:
             raise UserError(f"loss weights {text!r}: use 'learned' or two numbers 'w_r,w_mse'") from None
-    if len(weights) != 2 or min(weights) < 0:
-        raise UserError(f"loss weights {text!r}: need two non-negative numbers w_r,w_mse")
+    if len(weights) != 2 or not all(math.isfinite(w) and w >= 0 for w in weights):
+        raise UserError(f"loss weights {text!r}: need two finite non-negative numbers w_r,w_mse")
     return (float(weights[0]), float(weights[1]))
 
 

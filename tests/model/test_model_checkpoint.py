@@ -36,3 +36,21 @@ def test_foreign_files_and_other_configs_are_one_line_errors(tmp_path, tiny_chec
     torch.save(payload, tmp_path / "newer.pt")
     with pytest.raises(UserError, match="format"):
         read_checkpoint(tmp_path / "newer.pt")
+
+
+def test_checkpoint_with_nan_weights_is_refused_naming_the_tensor(tmp_path, tiny_checkpoint):
+    payload = torch.load(tiny_checkpoint, weights_only=True)
+    name = next(k for k, v in payload["generator_ema"].items() if v.is_floating_point())
+    payload["generator_ema"][name] = torch.full_like(payload["generator_ema"][name], float("nan"))
+    torch.save(payload, tmp_path / "nan.pt")
+    with pytest.raises(UserError) as err:
+        load_checkpoint(tmp_path / "nan.pt", device="cpu")
+    assert f"nan.pt: generator_ema.{name} holds NaN or infinite values" in str(err.value)
+
+
+def test_checkpoint_config_with_unknown_key_names_the_file(tmp_path, tiny_checkpoint):
+    payload = torch.load(tiny_checkpoint, weights_only=True)
+    payload["config"]["train"]["warmup"] = 3
+    torch.save(payload, tmp_path / "future.pt")
+    with pytest.raises(UserError, match=r"future\.pt: its config train: unknown key\(s\) warmup"):
+        read_checkpoint(tmp_path / "future.pt")

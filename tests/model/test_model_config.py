@@ -42,3 +42,43 @@ def test_missing_file_and_loss_weights(tmp_path):
     assert parse_loss_weights("learned") is None and parse_loss_weights("0.3,0.1") == (0.3, 0.1)
     with pytest.raises(UserError):
         parse_loss_weights("0.3")
+
+
+@pytest.mark.parametrize("data, fragment", [
+    ({"train": {"batch_size": -5}}, "train.batch_size: must be at least 1, got -5"),
+    ({"train": {"batch_size": 0}}, "train.batch_size: must be at least 1"),
+    ({"train": {"lr_g": float("nan")}}, "train.lr_g: must be a positive number"),
+    ({"train": {"lr_d": -1e-4}}, "train.lr_d: must be a positive number"),
+    ({"train": {"ema_beta": 1.5}}, "train.ema_beta: must be in [0, 1)"),
+    ({"train": {"log_every": 0}}, "train.log_every: must be at least 1"),
+    ({"train": {"checkpoint_every": 0}}, "train.checkpoint_every: must be at least 1"),
+    ({"train": {"sample_every": -1}}, "train.sample_every: must be 0 or more"),
+    ({"train": {"lr_milestones": [-5]}}, "train.lr_milestones: must not be negative"),
+    ({"patch": {"min_scale": 0.0}}, "patch.min_scale: must be in (0, 1]"),
+    ({"patch": {"max_scale_min": float("inf")}}, "patch.max_scale_min: must be in (0, 1]"),
+    ({"patch": {"scale_decay_every": 0}}, "patch.scale_decay_every: must be at least 1"),
+    ({"render": {"n_samples": 0}}, "render.n_samples: must be at least 2"),
+    ({"render": {"density_noise_std": float("nan")}}, "render.density_noise_std: must be a number >= 0"),
+])
+def test_impossible_train_patch_render_values_are_refused_at_load(data, fragment):
+    with pytest.raises(UserError) as err:
+        config_from_dict(data)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("text", ["nan,nan", "nan,1", "inf,0.1", "0.3,-1"])
+def test_non_finite_or_negative_loss_weights_are_refused(text):
+    with pytest.raises(UserError, match="finite non-negative"):
+        parse_loss_weights(text)
+
+
+def test_yaml_with_negative_batch_size_fails_before_training(tmp_path):
+    import subprocess
+    import sys
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {batch_size: -5}\n")
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "model.cli_train", "--config", str(bad), "--data", str(tmp_path),
+                           "--out", str(out), "--device", "cpu"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "train.batch_size: must be at least 1, got -5" in done.stderr
+    assert "Traceback" not in done.stderr and not out.exists()
