@@ -11,6 +11,7 @@ from PIL import Image
 
 from umed_common.atomic import write_bytes_atomic, write_text_atomic
 from umed_common.images import write_png
+from umed_common.outputs import OutputFolder
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend chosen first: no display needed)
@@ -57,10 +58,18 @@ def history_plot_png(history: pd.DataFrame) -> bytes:
 
 
 def write_finetune_outputs(out_dir: Path, views: np.ndarray, history: pd.DataFrame) -> None:
-    """views/xrayKKKK.png (drr-generate naming), contact_sheet.png, rotation.gif, history.csv, history.png."""
-    for index, view in enumerate(views):
-        write_png(out_dir / "views" / f"xray{index:04d}.png", view)
-    write_png(out_dir / "contact_sheet.png", contact_sheet(views))
-    write_bytes_atomic(out_dir / "rotation.gif", gif_bytes(views))
-    write_text_atomic(out_dir / "history.csv", history.to_csv(index=False))
-    write_bytes_atomic(out_dir / "history.png", history_plot_png(history))
+    """views/xrayKKKK.png (drr-generate naming), contact_sheet.png, rotation.gif, history.csv, history.png.
+
+    All or nothing: written into a staging folder inside `out_dir`, then moved in together
+    (a full disk leaves the earlier outputs as they were). Only umed-finetune's own recorded
+    files are replaced; a file of the user's with one of these names is refused, never replaced.
+    """
+    folder = OutputFolder(out_dir, "umed-finetune")
+    with folder.staging() as stage:
+        for index, view in enumerate(views):
+            write_png(stage / "views" / f"xray{index:04d}.png", view)
+        write_png(stage / "contact_sheet.png", contact_sheet(views))
+        write_bytes_atomic(stage / "rotation.gif", gif_bytes(views))
+        write_text_atomic(stage / "history.csv", history.to_csv(index=False))
+        write_bytes_atomic(stage / "history.png", history_plot_png(history))
+        folder.commit(stage, replace_old=True)
