@@ -24,7 +24,7 @@ COLUMNS = ["path", "sha256", "body_part", "patient", "view", "angle_deg"]
 def read_sha256sums(path: str | Path) -> list[tuple[str, str]]:
     """[(relative path, sha256)] from `sha256sum` output ('HASH  PATH' lines)."""
     rows = []
-    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.split(maxsplit=1)

@@ -37,13 +37,25 @@ def read_manifest(path: str | Path) -> dict[str, str]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such manifest")
-    if path.suffix.lower() != ".csv":
-        return dict(read_sha256sums(path))
-    with open(path, newline="") as handle:
+    try:
+        if path.suffix.lower() != ".csv":
+            return dict(read_sha256sums(path))
+        return _read_csv_manifest(path)
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise UserError(f"{path}: not a text manifest ({type(err).__name__}: {str(err)[:60]})") from None
+
+
+def _read_csv_manifest(path: Path) -> dict[str, str]:
+    with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         if not reader.fieldnames or not {"path", "sha256"} <= set(reader.fieldnames):
             raise UserError(f"{path}: a manifest CSV needs 'path' and 'sha256' columns")
-        return {row["path"]: row["sha256"].lower() for row in reader}
+        manifest = {}
+        for row in reader:
+            if not row["path"] or not row["sha256"]:
+                raise UserError(f"{path}:{reader.line_num}: a row without a path or a sha256")
+            manifest[row["path"]] = row["sha256"].lower()
+        return manifest
 
 
 def verify(manifest: dict[str, str], root: str | Path, ignore=(), show_progress=False) -> Report:

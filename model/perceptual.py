@@ -106,9 +106,15 @@ def build_vgg16_distance(weights_path: str | Path | None = None, *, random_weigh
         file = vgg16_weights_path(weights_path)
         try:
             state = torch.load(file, map_location="cpu", weights_only=True)
+        except PermissionError:
+            raise UserError(f"{file}: VGG16 weights file is not readable (permission denied)") from None
+        except Exception as err:  # torch raises many types (pickle, zip, EOF) for a file that is not weights
+            raise UserError(f"{file}: not a readable weights file ({type(err).__name__})") from None
+        try:
             net.load_state_dict(state)
-        except (RuntimeError, OSError, KeyError) as err:
-            raise UserError(f"{file}: not torchvision's VGG16 weights ({str(err).splitlines()[0][:80]})") from None
+        except (RuntimeError, TypeError, AttributeError, KeyError) as err:
+            reason = (str(err).splitlines() or [type(err).__name__])[0][:80]
+            raise UserError(f"{file}: not torchvision's VGG16 weights ({reason})") from None
     return VGG16Distance(net.features)
 
 

@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from umed_common.atomic import ensure_writable_dir
-from umed_common.errors import UserError
+from umed_common.errors import Interrupted, UserError
 from umed_common.images import write_png
 
 from .checkpoint import load_state, read_checkpoint, save_checkpoint
@@ -34,6 +34,7 @@ class StopRequest:
 
     def __init__(self):
         self.requested = False
+        self.signum: int | None = None
         self._previous = {}
 
     def __enter__(self):
@@ -44,6 +45,7 @@ class StopRequest:
 
     def _handle(self, signum, frame):
         self.requested = True
+        self.signum = signum
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
@@ -182,4 +184,7 @@ def train(config: str | Path | ModelConfig, data_dir: str | Path, out_dir: str |
     if start >= total and ctx.is_main and not checkpoint.exists():
         _save(models, cfg, ctx, out_dir, start, seed)
     finish_distributed(ctx)
+    if stop.signum is not None:  # the checkpoint is written; the exit status still says "stopped"
+        raise Interrupted(f"stopped by {signal.Signals(stop.signum).name} after the checkpoint {checkpoint} "
+                          "was written (continue with --resume)", 128 + stop.signum)
     return checkpoint

@@ -58,3 +58,17 @@ def test_bad_manifest_is_a_user_error(tmp_path, capsys):
     bad.write_text("name,hash\na,b\n")
     assert main([str(bad), str(tmp_path), "--quiet"]) == 2
     assert "needs 'path' and 'sha256' columns" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, content", [
+    ("manifest.csv", bytes(range(256)) * 8),          # binary, NUL bytes included
+    ("manifest.sha256", bytes(range(128, 256)) * 8),  # not UTF-8
+    ("manifest.csv", b"path,sha256\x00\n"),
+    ("manifest.csv", b"path,sha256\nonly_a_path\n"),
+])
+def test_binary_or_broken_manifest_is_a_one_line_error(tmp_path, capsys, name, content):
+    (tmp_path / name).write_bytes(content)
+    (tmp_path / "data").mkdir()
+    code = main([str(tmp_path / name), str(tmp_path / "data"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{name}" in err and "Traceback" not in err and err.count("\n") == 1

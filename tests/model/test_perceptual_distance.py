@@ -34,3 +34,32 @@ def test_vgg16_distance_structure_with_explicitly_random_weights():
     x = torch.rand(2, 1, 32, 32) * 2 - 1
     assert distance(x, x).item() < 1e-8
     assert distance(x, x.flip(-1)).item() > 0
+
+
+@pytest.mark.parametrize("content", ["random bytes", "a tensor", "wrong keys", "empty"])
+def test_unreadable_or_foreign_perceptual_weights_are_one_line_errors(tmp_path, content):
+    path = tmp_path / "vgg.pth"
+    if content == "random bytes":
+        path.write_bytes(bytes(range(256)) * 40)
+    elif content == "a tensor":
+        torch.save(torch.zeros(3), path)
+    elif content == "wrong keys":
+        torch.save({"conv.weight": torch.zeros(3)}, path)
+    else:
+        path.write_bytes(b"")
+    with pytest.raises(UserError) as err:
+        build_vgg16_distance(path)
+    assert str(err.value).startswith(f"{path}: not ") and "\n" not in str(err.value)
+
+
+def test_umed_train_with_garbage_perceptual_weights_exits_2_before_any_folder(tmp_path, drr_folder, capsys):
+    from model.cli_train import main
+    (tmp_path / "vgg.pth").write_bytes(b"\x80\x02garbage")
+    config = tmp_path / "c.yaml"
+    config.write_text("perceptual: vgg16\n")
+    out = tmp_path / "run"
+    code = main(["--config", str(config), "--data", str(drr_folder), "--out", str(out), "--device", "cpu",
+                 "--perceptual-weights", str(tmp_path / "vgg.pth"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "vgg.pth: not a readable weights file" in err and "Traceback" not in err
+    assert not out.exists()

@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from model.api import train
@@ -63,7 +64,8 @@ def test_cli_refuses_overwrite_and_foreign_resume(tmp_path, drr_folder, tiny_che
     assert result.returncode == 2 and "no such data folder" in result.stderr
 
 
-def test_sigterm_ends_the_run_with_a_checkpoint(tmp_path, drr_folder):
+@pytest.mark.parametrize("signame, code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_signal_ends_the_run_with_a_checkpoint_and_a_non_zero_exit(tmp_path, drr_folder, signame, code):
     import signal
     import time
     run = tmp_path / "run"
@@ -75,9 +77,10 @@ def test_sigterm_ends_the_run_with_a_checkpoint(tmp_path, drr_folder):
     while time.monotonic() < deadline and len((run / "log.csv").read_text().splitlines()
                                               if (run / "log.csv").exists() else []) < 2:
         time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(getattr(signal, signame))
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 0, stderr
+    assert proc.returncode == code, stderr  # a scheduler must not take the run for finished
+    assert f"stopped by {signame}" in stderr and "--resume" in stderr and "Traceback" not in stderr
     payload = torch.load(run / "model.pt", weights_only=True)
     assert 1 <= payload["iteration"] < 100000
     assert not list(run.glob(".*tmp*"))          # no half-written temporary left behind
