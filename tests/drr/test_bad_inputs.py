@@ -251,3 +251,25 @@ def test_disk_full_on_the_manifest_is_one_line(tmp_path, capsys, monkeypatch):
     code, text = run_after(capsys, tmp_path / "ct.nii.gz", tmp_path / "out")
     assert code == 2 and text.strip().endswith("manifest.csv: cannot write (No space left on device)")
     assert "Traceback" not in text
+
+
+def test_sigterm_during_a_batch_stops_it_with_143_and_no_staging(tmp_path, capsys, monkeypatch):
+    import os
+    import signal
+
+    import drr.pipeline
+    (tmp_path / "in").mkdir()
+    for name in ("a", "b", "c"):
+        write_nifti(tmp_path / "in" / f"{name}.nii.gz", small_hu_volume())
+    real_render = drr.pipeline.render_volume
+
+    def render_then_terminated(volume, options, device):
+        os.kill(os.getpid(), signal.SIGTERM)  # handled in the main thread while this case goes on
+        return real_render(volume, options, device)
+
+    monkeypatch.setattr(drr.pipeline, "render_volume", render_then_terminated)
+    code, text = run_after(capsys, tmp_path / "in", tmp_path / "out")
+    assert code == 143 and "terminated" in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]  # nothing beside --out
+    assert not [p for p in (tmp_path / "out").rglob("*") if "staging" in p.name]
+    assert len(list((tmp_path / "out").glob("*/case.json"))) < 3  # the cases not started were dropped

@@ -84,3 +84,20 @@ def test_a_signal_ends_the_run_with_a_checkpoint_and_a_non_zero_exit(tmp_path, d
     payload = torch.load(run / "model.pt", weights_only=True)
     assert 1 <= payload["iteration"] < 100000
     assert not list(run.glob(".*tmp*"))          # no half-written temporary left behind
+
+
+def test_umed_train_on_a_full_disk_exits_2_with_one_line(tmp_path, drr_folder, monkeypatch, capsys):
+    import errno
+
+    from model.cli_train import main
+
+    def full_disk(obj, path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    run = tmp_path / "run"
+    code = main(["--config", "tiny", "--data", str(drr_folder), "--out", str(run), "--max-iters", "1",
+                 "--device", "cpu", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip().endswith("model.pt: cannot write (No space left on device)")
+    assert "Traceback" not in err and not (run / "model.pt").exists() and not list(run.glob(".*tmp*"))
