@@ -19,9 +19,10 @@ import pandas as pd
 
 from umed_common.atomic import atomic_path, write_text_atomic
 from umed_common.errors import UserError
+from umed_common.protocol import N_VIEWS
 
 from .plots import contact_sheet, per_view_psnr
-from .single_view import (BASELINE_COPY, BASELINE_MEAN, BASELINE_MIRROR, N_VIEWS, PatientViews, copy_views,
+from .single_view import (BASELINE_COPY, BASELINE_MEAN, BASELINE_MIRROR, PatientViews, copy_views,
                           load_patient, mean_training_views, score_rows)
 
 MODEL = "model (umed-finetune)"

@@ -8,6 +8,7 @@ import pandas as pd
 
 from umed_common.atomic import atomic_path, write_text_atomic
 from umed_common.outputs import inside
+from umed_common.protocol import VIEW_STEP_DEG
 
 from . import plots
 from .config import SingleViewSpec
@@ -57,7 +58,7 @@ def _contact_sheets(table: str, result: SingleViewResult, folder: Path) -> None:
         truth = result.truth[(dataset, patient)]
         renders = {m: r for (d, m, p, v), r in result.renders.items() if (d, p, v) == (dataset, patient, view)}
         plots.contact_sheet(truth.images, truth.present, renders, view,
-                            f"{table} {dataset} patient {patient}, input view {view} ({view * 5} deg)",
+                            f"{table} {dataset} patient {patient}, input view {view} ({view * VIEW_STEP_DEG} deg)",
                             inside(folder, "contact_sheets", f"{table}_{dataset}_{patient}_v{view:02d}.png"))
 
 

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from umed_common.atomic import ensure_writable_dir, write_json_atomic
 from umed_common.errors import UserError
 from umed_common.images import read_gray
+from umed_common.protocol import N_VIEWS, VIEW_STEP_DEG
 
 from .atlas import reconstruct_volume
 from .atlas_fit import (AtlasState, fit_gain, fit_latent, history_frame, image_metrics, render_integrals,
@@ -45,7 +46,7 @@ def camera_for(cfg: ModelConfig, size: int) -> DrrCamera:
 
 def projector_images(paths: dict[int, Path], size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """One patient's DRR files -> ((N, size, size) in [0, 1], projector orientation; (N,) view indices)."""
-    views = sorted(v for v in paths if 0 <= v < 72)
+    views = sorted(v for v in paths if 0 <= v < N_VIEWS)
     stack = torch.stack([(to_model_range(read_gray(paths[v]), size)[0] + 1) / 2 for v in views])
     return to_release_orientation(stack), torch.tensor(views)
 
@@ -91,7 +92,7 @@ def fit_single_view(atlas: torch.Tensor, target: torch.Tensor, view: int, cfg: M
 def _novel_view_psnr(rendered: np.ndarray, truth_u8: np.ndarray, present: torch.Tensor, input_view: int) -> float:
     """Mean PSNR (paper convention) over the views other than the input that exist in the truth (72, S, S)."""
     scores = [image_metrics(torch.from_numpy(rendered[k].astype(np.float32)), truth_u8[k])[0]
-              for k in range(72) if present[k] and k != input_view]
+              for k in range(N_VIEWS) if present[k] and k != input_view]
     return float(np.mean(scores))
 
 
@@ -101,8 +102,8 @@ def _loo_scores(state: AtlasState, truth: torch.Tensor, present: torch.Tensor, c
     camera = camera_for(cfg, truth.shape[-1])
     truth_u8, view = views_uint8(truth), state.input_view
     rendered = views_uint8(render_integrals(state, camera, cfg.physical.samples))
-    far = np.minimum(np.abs(np.arange(72) - view), 72 - np.abs(np.arange(72) - view)) * 5.0 > 90.0
-    copy = np.repeat(truth_u8[view][None], 72, axis=0)
+    far = np.minimum(np.abs(np.arange(N_VIEWS) - view), N_VIEWS - np.abs(np.arange(N_VIEWS) - view)) * VIEW_STEP_DEG > 90.0
+    copy = np.repeat(truth_u8[view][None], N_VIEWS, axis=0)
     mirror = np.where(far[:, None, None], copy[:, :, ::-1], copy)
     return {"novel_view_psnr": _novel_view_psnr(rendered, truth_u8, present, view),
             "baseline_copy": _novel_view_psnr(copy, truth_u8, present, view),
@@ -113,7 +114,7 @@ def _loo_scores(state: AtlasState, truth: torch.Tensor, present: torch.Tensor, c
 def _patient_truth(paths: dict[int, Path], size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(72, S, S) projector-orientation images in [0, 1] (zeros where missing) and (72,) presence."""
     images, views = projector_images(paths, size)
-    truth, present = torch.zeros(72, size, size), torch.zeros(72, dtype=torch.bool)
+    truth, present = torch.zeros(N_VIEWS, size, size), torch.zeros(N_VIEWS, dtype=torch.bool)
     truth[views], present[views] = images, True
     return truth, present
 
@@ -205,7 +206,7 @@ def search_input_view(atlas: torch.Tensor, target: torch.Tensor, cfg: ModelConfi
     small = torch.nn.functional.interpolate(target[None, None], size=(size, size), mode="area")[0, 0]
     camera = camera_for(cfg, size)
     losses = {}
-    for view in range(0, 72, step_views):
+    for view in range(0, N_VIEWS, step_views):
         weighting = build_weighting((0.0, 1.0), cfg.finetune.uncertainty_form)
         losses[view] = fit_latent(atlas, small, camera, view, phys, weighting, perceptual,
                                   max(phys.fit_steps // 3, 1), phys.pose_prior)[2]
@@ -234,7 +235,7 @@ def finetune_physical(checkpoint, xray: np.ndarray, *, input_view_index: int | N
     rows: list[dict] = []
     state = fit_single_view(atlas, target, input_view_index, cfg, weights, perceptual, cfg.physical.pose_prior, rows)
     camera = camera_for(cfg, cfg.image_size)
-    with tqdm(total=72, desc="72 views", unit="view", disable=not progress) as bar:
+    with tqdm(total=N_VIEWS, desc=f"{N_VIEWS} views", unit="view", disable=not progress) as bar:
         integrals = render_integrals(state, camera, cfg.physical.render_samples,
                                      progress=lambda done: bar.update(done - bar.n))
     angle = camera.geometry.start_angle_deg + input_view_index * camera.geometry.angle_step_deg
