@@ -16,6 +16,7 @@ import pandas as pd
 
 from umed_common.errors import UserError
 from umed_common.images import write_png
+from umed_common.measures import resize_gray
 from umed_common.outputs import inside
 
 from .config import BenchConfig, GenerativeSpec
@@ -23,7 +24,6 @@ from .features import FeatureCache, default_cache_dir, extract_features
 from .fid_kid import default_subset_size, fid, fid_repeated, kid
 from .image_sets import ImageSet, image_set, require_same_size
 from .inception import describe_weights, find_inception_weights, load_inception
-from .single_view import resize_to
 
 
 @dataclass
@@ -67,7 +67,7 @@ def sample_ours(spec: GenerativeSpec, config: BenchConfig, name: str, real: Imag
     size = (real.size[1], real.size[0])
     paths = [folder / f"sample_{i:05d}.png" for i in range(len(images))]
     for path, image in zip(paths, images):
-        write_png(path, resize_to(np.asarray(image, dtype=np.uint8), size))
+        write_png(path, resize_gray(np.asarray(image, dtype=np.uint8), size))
     return paths
 
 

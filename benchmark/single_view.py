@@ -18,20 +18,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 from tqdm import tqdm
 
 from umed_common.errors import UserError
 from umed_common.images import read_gray
+from umed_common.measures import resize_gray
+from umed_common.protocol import N_VIEWS, VIEW_STEP_DEG
 
 from .config import BenchConfig, DatasetSpec, LossWeights, SingleViewSpec
 from .metrics import score_views
 
-N_VIEWS = 72
 BASELINE_COPY = "baseline: input copied"
 BASELINE_MEAN = "baseline: mean training image"
 BASELINE_MIRROR = "baseline: input, mirrored on the far side"
-VIEW_STEP_DEG = 5.0
 
 
 @dataclass
@@ -51,13 +50,6 @@ class SingleViewResult:
     jobs: list[dict] = field(default_factory=list)  # one record per fine-tune: sizes, iterations, seconds
 
 
-def resize_to(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(H, W) uint8 -> (size) uint8; Pillow's bilinear filter antialiases when shrinking."""
-    if image.shape == tuple(size):
-        return image
-    return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.BILINEAR))
-
-
 def copy_views(image: np.ndarray, input_view: int, mirror_far_side: bool) -> np.ndarray:
     """(H, W) input at view `input_view` -> (72, H, W): the input at every view, mirrored left-right at
     views more than 90 degrees away when `mirror_far_side` (the view axis is the image's vertical)."""
@@ -74,7 +66,7 @@ def load_patient(views: dict[int, Path], size: tuple[int, int]) -> PatientViews:
     present = np.zeros(N_VIEWS, dtype=bool)
     for index, path in views.items():
         if 0 <= index < N_VIEWS:
-            images[index], present[index] = resize_to(read_gray(path), size), True
+            images[index], present[index] = resize_gray(read_gray(path), size), True
     return PatientViews(images, present)
 
 
@@ -164,7 +156,7 @@ def run_dataset(spec: SingleViewSpec, dataset: DatasetSpec, config: BenchConfig,
         key = (dataset.name, method, patient, view)
         views = np.asarray(outcome.views, dtype=np.uint8)
         if views.shape[1:] != size:  # score every method and baseline at one size
-            views = np.stack([resize_to(v, size) for v in views])
+            views = np.stack([resize_gray(v, size) for v in views])
         result.renders[key], result.histories[key] = views, outcome.history
         result.jobs.append({"dataset": dataset.name, "method": method, "patient": patient, "input_view": view,
                             "iterations": int(len(outcome.history)), "seconds": round(seconds, 3),

@@ -16,18 +16,18 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from umed_common.errors import UserError
-from umed_common.images import minmax_to_uint8
+from umed_common.measures import minmax_to_uint8, psnr, ssim
+from umed_common.protocol import N_VIEWS
 
 from .checkpoint import read_checkpoint
 from .config import parse_loss_weights
 from .inference import LoadedModel, load_checkpoint, render_gray, to_gray, view_poses
 from .losses import mse_loss
-from .perceptual import build_perceptual, ssim
+from .perceptual import build_perceptual
 from .pose_search import search_latent_and_azimuth
 from .train_step import seeded_generator
 from .uncertainty import build_weighting
 
-N_VIEWS = 72
 RMSPROP_ALPHA = 0.99  # torch's default smoothing constant
 _STREAM_FINETUNE_Z = 6
 
@@ -58,16 +58,15 @@ def prepare_xray(xray: np.ndarray, size: int) -> torch.Tensor:
 
 
 def psnr_uint8(prediction: np.ndarray, target: np.ndarray) -> float:
-    """PSNR (dB) of uint8 images, data range 255."""
-    mse = np.mean((prediction.astype(np.float64) - target.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+    """PSNR (dB) of two (H, W) uint8 images; the name model.atlas_fit imports."""
+    return psnr(prediction, target, data_range=255.0)
 
 
 def _step_metrics(render: torch.Tensor, target_u8: np.ndarray) -> tuple[float, float]:
     pred_u8 = minmax_to_uint8(render.detach().cpu().numpy())
     pred_t = torch.from_numpy(pred_u8.astype(np.float32))[None, None]
     ssim_value = float(ssim(pred_t, torch.from_numpy(target_u8.astype(np.float32))[None, None], 255.0))
-    return psnr_uint8(pred_u8, target_u8), ssim_value
+    return psnr(pred_u8, target_u8, data_range=255.0), ssim_value
 
 
 def rmsprop_bias_correction(step: int) -> float:
@@ -201,5 +200,5 @@ def render_views(generator, z, azimuth_deg: float, input_view_index: int, cfg, p
     """(72, S, S) uint8 at the config's image size, each min-max normalised."""
     azimuths = view_azimuths(azimuth_deg, input_view_index, cfg.finetune.view_step_deg).float()
     pose = view_poses(azimuths, cfg.finetune.polar_deg, cfg.finetune.radius)
-    images = render_gray(generator, z, pose, cfg.image_size, cfg.finetune.render_chunk, progress, "72 views")
+    images = render_gray(generator, z, pose, cfg.image_size, cfg.finetune.render_chunk, progress, f"{N_VIEWS} views")
     return np.stack([minmax_to_uint8(image) for image in images.cpu().numpy()])

@@ -9,7 +9,7 @@ import torch
 from tqdm import tqdm
 
 from umed_common.device import resolve_device
-from umed_common.images import minmax_to_uint8
+from umed_common.measures import minmax_to_uint8
 
 from .cameras import sample_pose_prior
 from .checkpoint import load_state, read_checkpoint

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from umed_common.errors import UserError
+from umed_common.measures import ssim
 
 VGG16_FILE = "vgg16-397923de.pth"
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923de.pth"
@@ -20,34 +20,11 @@ _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """(size, size) normalised Gaussian, the SSIM window of Wang et al. 2004."""
-    coords = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
-    g = torch.exp(-coords.pow(2) / (2 * sigma ** 2))
-    g = g / g.sum()
-    return g[:, None] * g[None, :]
-
-
-def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0) -> torch.Tensor:
-    """Mean SSIM over valid 11x11 Gaussian windows: (B, C, H, W) x2 -> (B,). data_range 2 for [-1, 1]."""
-    channels = x.shape[1]
-    window = gaussian_window().to(x)[None, None].expand(channels, 1, -1, -1)
-    def blur(t):
-        return F.conv2d(t, window, groups=channels)
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mu_x, mu_y = blur(x), blur(y)
-    var_x = blur(x * x) - mu_x ** 2
-    var_y = blur(y * y) - mu_y ** 2
-    cov = blur(x * y) - mu_x * mu_y
-    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
-    return ssim_map.flatten(1).mean(dim=1)
-
-
 class SSIMDistance(nn.Module):
     """1 - SSIM on images in [-1, 1]: a structural, weight-free stand-in for the VGG distance."""
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return (1.0 - ssim(x, y)).mean()
+        return (1.0 - ssim(x, y, data_range=2.0)).mean()
 
 
 class VGG16Distance(nn.Module):

@@ -6,17 +6,10 @@ from __future__ import annotations
 
 import torch
 
+from umed_common.measures import minmax_signed, ssim
+
 from .generator import Generator
 from .inference import render_gray, view_poses
-from .perceptual import ssim
-
-
-def minmax_signed(images: torch.Tensor) -> torch.Tensor:
-    """(B, H, W) -> each image min-max mapped to [-1, 1] (the paper's normalisation, before uint8)."""
-    flat = images.flatten(1)
-    low, high = flat.min(dim=1).values, flat.max(dim=1).values
-    scale = (high - low).clamp_min(1e-8)
-    return ((images - low[:, None, None]) / scale[:, None, None]) * 2 - 1
 
 
 def search_azimuth(generator: Generator, z: torch.Tensor, target: torch.Tensor, polar_deg: float,
@@ -30,7 +23,7 @@ def search_azimuth(generator: Generator, z: torch.Tensor, target: torch.Tensor, 
     renders = render_gray(generator, z, view_poses(azimuths, polar_deg, radius), target.shape[-1],
                           chunk_rays, progress, desc="pose search")
     scores = ssim(minmax_signed(renders)[:, None], minmax_signed(target[None].to(renders))[:, None]
-                  .expand(len(azimuths), -1, -1, -1))
+                  .expand(len(azimuths), -1, -1, -1), data_range=2.0)
     best = int(torch.argmax(scores))
     return float(azimuths[best]), azimuths, scores.cpu()
 

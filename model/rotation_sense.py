@@ -19,21 +19,15 @@ import sys
 
 import numpy as np
 import torch
-from PIL import Image
 
 from umed_common.device import add_device_argument
 from umed_common.errors import UserError, cli_entry
 from umed_common.images import read_gray
+from umed_common.measures import ncc, resize_gray
+from umed_common.protocol import N_VIEWS, VIEW_STEP_DEG
 
 from .data import discover_drr_images
-from .finetune import N_VIEWS
 from .inference import load_checkpoint, render_gray, view_poses
-
-
-def ncc(a: np.ndarray, b: np.ndarray) -> float:
-    """Normalised cross-correlation of two images of the same shape."""
-    a, b = a - a.mean(), b - b.mean()
-    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
 
 
 def best_match(turn: np.ndarray, views: dict[int, np.ndarray], sense: int) -> float:
@@ -47,7 +41,7 @@ def best_match(turn: np.ndarray, views: dict[int, np.ndarray], sense: int) -> fl
 
 def patient_views(paths: dict, size: int) -> dict[int, np.ndarray]:
     """View index -> (size, size) float64 gray image, bilinearly resized."""
-    return {k: np.asarray(Image.fromarray(read_gray(p)).resize((size, size), Image.Resampling.BILINEAR), np.float64)
+    return {k: resize_gray(read_gray(p), (size, size)).astype(np.float64)
             for k, p in paths.items() if 0 <= k < N_VIEWS}
 
 
@@ -60,7 +54,7 @@ def measure(checkpoint: str, data: str, holdout: tuple[str, ...], samples: int, 
     if not by_patient:
         raise UserError(f"{data}: no training patients' DRRs found")
     truth = {p: patient_views(paths, size) for p, paths in sorted(by_patient.items())}
-    poses = view_poses(torch.arange(N_VIEWS, dtype=torch.float32) * 5.0, ft.polar_deg, ft.radius)
+    poses = view_poses(torch.arange(N_VIEWS, dtype=torch.float32) * VIEW_STEP_DEG, ft.polar_deg, ft.radius)
     generator = torch.Generator().manual_seed(seed)
     rows = []
     for sample in range(samples):

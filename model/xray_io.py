@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 
 from umed_common.errors import UserError
-from umed_common.images import minmax_to_uint8, read_gray
+from umed_common.images import read_gray
+from umed_common.measures import minmax_to_uint8
 
 
 def _is_dicom(path: Path) -> bool:

@@ -5,7 +5,8 @@ import pytest
 from umed_common.atomic import atomic_path, ensure_writable_dir, refuse_overwrite, write_text_atomic
 from umed_common.device import resolve_device
 from umed_common.errors import UserError, cli_entry
-from umed_common.images import minmax_to_uint8, read_gray, write_png
+from umed_common.images import read_gray, write_png
+from umed_common.measures import minmax_to_uint8
 
 
 def test_cli_entry_turns_user_error_into_one_line_and_exit_2(capsys):
@@ -44,13 +45,6 @@ def test_resolve_device():
     assert resolve_device("auto").type in {"cpu", "cuda"}
     with pytest.raises(UserError):
         resolve_device("banana")
-
-
-def test_minmax_to_uint8_matches_paper_formula_and_constant_image():
-    image = np.array([[2.0, 4.0], [6.0, 10.0]])
-    expected = np.round((image - 2) / 8 * 255).astype(np.uint8)
-    np.testing.assert_array_equal(minmax_to_uint8(image), expected)
-    assert minmax_to_uint8(np.full((3, 3), 7.0)).max() == 0
 
 
 def test_png_round_trip_and_bad_image(tmp_path):

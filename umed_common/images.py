@@ -1,4 +1,4 @@
-"""8-bit image conventions of the paper: min-max normalisation and grayscale IO (16-bit read in full)."""
+"""Grayscale image IO in the paper's 8-bit convention (16-bit read in full, then min-max normalised)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,18 +8,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .atomic import atomic_path
 from .errors import UserError
-
-
-def minmax_to_uint8(image: np.ndarray) -> np.ndarray:
-    """y' = (y - min y) / (max y - min y) * 255 (REFERENCE 1), rounded to uint8.
-
-    A constant image maps to zeros rather than dividing by zero.
-    """
-    image = np.asarray(image, dtype=np.float64)
-    low, high = float(image.min()), float(image.max())
-    if high <= low:
-        return np.zeros(image.shape, dtype=np.uint8)
-    return np.round((image - low) / (high - low) * 255.0).astype(np.uint8)
+from .measures import minmax_to_uint8
 
 
 def _is_high_depth(mode: str) -> bool:

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from benchmark.exports import paper_single_view, single_view_markdown, summarise_single_view
-from benchmark.single_view import N_VIEWS, PatientViews, copy_views, mean_training_views, score_rows
+from benchmark.single_view import PatientViews, copy_views, mean_training_views, score_rows
+from umed_common.protocol import N_VIEWS
 
 
 def fake_discovery(knee_dir):

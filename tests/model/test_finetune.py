@@ -12,10 +12,11 @@ from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from model.api import finetune
-from model.finetune import N_VIEWS, prepare_xray, psnr_uint8, view_azimuths
+from model.finetune import prepare_xray, view_azimuths
 from model.xray_io import read_xray
 from umed_common.errors import UserError
-from umed_common.images import minmax_to_uint8
+from umed_common.measures import minmax_to_uint8, psnr
+from umed_common.protocol import N_VIEWS
 
 HISTORY = ["iteration", "loss", "loss_r", "loss_mse", "sigma_1", "sigma_2", "psnr", "ssim"]
 
@@ -61,7 +62,7 @@ def test_metrics_and_input_checks():
     a = np.zeros((4, 4), np.uint8)
     b = a.copy()
     b[0, 0] = 16
-    assert abs(psnr_uint8(b, a) - 10 * np.log10(255 ** 2 / 16.0)) < 1e-9
+    assert abs(psnr(b, a, 255) - 10 * np.log10(255 ** 2 / 16.0)) < 1e-9
     with pytest.raises(UserError):
         prepare_xray(np.zeros((2, 3, 3)), 32)
     image = prepare_xray(np.array([[10, 20], [30, 40]], np.uint8), 2)
@@ -152,10 +153,10 @@ def test_keeps_the_weights_of_the_best_input_view_step(tiny_checkpoint):
     xray = (np.arange(32 * 32).reshape(32, 32) * 7 % 251).astype(np.uint8)
     result = finetune(tiny_checkpoint, xray, azimuth_deg=30.0, max_iters=3, psnr_target=99.0, lr=0.05,
                       render_size=32, device="cpu", progress=False)
-    psnr = result.history["psnr"]
-    assert psnr.iloc[-1] < psnr.max()
+    history_psnr = result.history["psnr"]
+    assert history_psnr.iloc[-1] < history_psnr.max()
     target = minmax_to_uint8(prepare_xray(xray, 32).numpy())
-    assert psnr_uint8(result.views[0], target) == pytest.approx(psnr.max(), abs=1e-9)
+    assert psnr(result.views[0], target, 255) == pytest.approx(history_psnr.max(), abs=1e-9)
     with pytest.raises(UserError, match="render size"):
         finetune(tiny_checkpoint, xray, azimuth_deg=30.0, max_iters=1, render_size=0, device="cpu", progress=False)
 

@@ -1,20 +1,18 @@
 import numpy as np
 import pytest
 import torch
-from skimage.metrics import structural_similarity
 
-from model.perceptual import VGG16_FILE, SSIMDistance, build_perceptual, build_vgg16_distance, ssim
+from model.perceptual import VGG16_FILE, SSIMDistance, build_perceptual, build_vgg16_distance
 from umed_common.errors import UserError
+from umed_common.measures import ssim
 
 
-def test_ssim_matches_scikit_image():
+def test_ssim_distance_is_one_minus_ssim():
     rng = np.random.default_rng(0)
     a = rng.uniform(0, 255, (40, 40))
     b = np.clip(a + rng.normal(0, 30, a.shape), 0, 255)
-    ours = ssim(torch.tensor(a)[None, None], torch.tensor(b)[None, None], data_range=255.0).item()
-    ref = structural_similarity(a, b, data_range=255, gaussian_weights=True, sigma=1.5,
-                                use_sample_covariance=False)
-    assert abs(ours - ref) < 1e-6
+    x, y = torch.tensor(a)[None, None] / 127.5 - 1, torch.tensor(b)[None, None] / 127.5 - 1
+    assert SSIMDistance()(x, y).item() == pytest.approx(1 - ssim(x, y, data_range=2.0).item(), abs=1e-12)
     assert abs(SSIMDistance()(torch.tensor(a)[None, None] / 127.5 - 1, torch.tensor(a)[None, None] / 127.5 - 1)) < 1e-9
 
 

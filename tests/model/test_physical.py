@@ -19,6 +19,7 @@ from model.drr_camera import (camera_from_preset, detector_positions, line_integ
                               to_release_orientation)
 from model.physical import fit_single_view
 from model.perceptual import build_perceptual
+from umed_common.measures import ncc
 
 BOX_MM = 200.0
 
@@ -41,11 +42,6 @@ def box_affine(grid: int, box_mm: float = BOX_MM) -> np.ndarray:
     return affine
 
 
-def ncc(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.flatten().double() - a.mean(), b.flatten().double() - b.mean()
-    return float((a @ b) / (a.norm() * b.norm()))
-
-
 ASYMMETRIC = dict(centres_mm=[(25.0, -10.0, 5.0), (-30.0, 20.0, -25.0), (0.0, 0.0, 30.0)],
                   widths_mm=[(20.0, 12.0, 30.0), (10.0, 15.0, 12.0), (35.0, 30.0, 10.0)])
 
@@ -61,12 +57,12 @@ def test_model_renderer_matches_the_drr_projector_per_view():
     ours = line_integrals(volume, samples, step_mm)
     reference = project(volume, box_affine(grid), camera.geometry, method="exact", view_indices=views)
     for k in range(len(views)):
-        assert ncc(ours[k], reference[k]) >= 0.999, views[k]
+        assert ncc(ours[k].numpy(), reference[k].numpy()) >= 0.999, views[k]
     assert torch.allclose(ours.sum(), reference.sum(), rtol=0.02)  # same physical scale (mu per mm x mm)
     # the release's left-right flip is the writer's: model images in release orientation equal its PNGs
     release = to_release_orientation(ours[0]).numpy()
     assert np.array_equal(mednerf_uint8(reference[0].numpy()) > 128, release / release.max() * 255 > 128) or \
-        ncc(torch.from_numpy(mednerf_uint8(reference[0].numpy()).astype(np.float32)), torch.from_numpy(release)) > 0.999
+        ncc(mednerf_uint8(reference[0].numpy()), release) > 0.999
 
 
 def test_least_squares_scale_by_hand():
@@ -140,7 +136,7 @@ def test_fitting_schedule_latent_then_gain_reaches_the_input_view():
     assert state.volume.min() >= 0 and len(state.weights) == 4  # the atlas and its mirrors
     from model.atlas_fit import render_integrals
     rendered = render_integrals(state, camera, 64, views=[9])[0]
-    from umed_common.images import minmax_to_uint8
+    from umed_common.measures import minmax_to_uint8
     psnr, _ = image_metrics(rendered, minmax_to_uint8(target.numpy()))
     assert psnr > 30.0
 
