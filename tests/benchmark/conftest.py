@@ -1,19 +1,13 @@
 """Fixtures for the benchmark tests: real DRRs read in place, random-weight FID network."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
 from benchmark.inception import random_inception_state_dict
-
-
-def shared_data_dir() -> Path:
-    if os.environ.get("UMED_SHARED_DATA"):
-        return Path(os.environ["UMED_SHARED_DATA"])
-    return Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+from tests.conftest import shared_data_dir
 
 
 @pytest.fixture(scope="session")

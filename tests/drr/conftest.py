@@ -1,16 +1,11 @@
 """Fixtures for the DRR tests: shared data paths (skip when absent) and small phantoms."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def shared_data_dir() -> Path:
-    return Path(os.environ.get("UMED_SHARED_DATA") or REPO / ".." / "shared" / "data")
+from tests.conftest import shared_data_dir
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def shared_data_dir() -> Path:
-    """../shared/data from the repository root, or $UMED_SHARED_DATA."""
-    env = os.environ.get("UMED_SHARED_DATA")
-    return Path(env) if env else REPO_ROOT / ".." / "shared" / "data"
+from tests.conftest import shared_data_dir
 
 
 def synthetic_drr(view: int, patient: int, size: int = 32) -> np.ndarray:

@@ -1,0 +1,13 @@
+"""Helpers shared by the per-package conftests (tests/drr, tests/model, tests/benchmark)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """../shared/data from the repository root, or $UMED_SHARED_DATA; read in place, never committed."""
+    env = os.environ.get("UMED_SHARED_DATA")
+    return Path(env) if env else REPO_ROOT / ".." / "shared" / "data"
