@@ -7,15 +7,12 @@ import pytest
 import torch
 
 from benchmark.inception import random_inception_state_dict
-from tests.conftest import shared_data_dir
+from tests.conftest import shared_data_or_skip
 
 
 @pytest.fixture(scope="session")
 def knee_dir() -> Path:
-    folder = shared_data_dir() / "mednerf_drr" / "knee"
-    if not folder.is_dir():
-        pytest.skip(f"real knee DRRs not found at {folder} (set UMED_SHARED_DATA to the shared data folder)")
-    return folder
+    return shared_data_or_skip("mednerf_drr/knee", "real knee DRRs")
 
 
 @pytest.fixture(scope="session")

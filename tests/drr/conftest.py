@@ -5,15 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import shared_data_dir
+from tests.conftest import shared_data_or_skip
 
 
 @pytest.fixture(scope="session")
 def chest_ct_path() -> Path:
-    path = shared_data_dir() / "ct" / "chest_ct.nii.gz"
-    if not path.is_file():
-        pytest.skip(f"real chest CT not found at {path} (set UMED_SHARED_DATA to ../shared/data)")
-    return path
+    return shared_data_or_skip("ct/chest_ct.nii.gz", "real chest CT")
 
 
 @pytest.fixture(scope="session")
