@@ -20,12 +20,11 @@ import torch
 import torch.nn.functional as F
 
 from umed_common.images import minmax_to_uint8
+from umed_common.measures import psnr, ssim
 
 from .atlas import blend, bounded_gain, fit_scale, raw_from_gain, similarity_matrix, warp_volumes
 from .config import PhysicalConfig
 from .drr_camera import DrrCamera, detector_positions, line_integrals, ray_samples, to_release_orientation
-from .finetune import psnr_uint8
-from .perceptual import ssim
 
 HISTORY_COLUMNS = ["stage", "iteration", "loss", "loss_r", "loss_mse", "sigma_1", "sigma_2", "psnr", "ssim"]
 
@@ -45,7 +44,7 @@ def image_metrics(prediction: torch.Tensor, target_u8: np.ndarray) -> tuple[floa
     """PSNR and SSIM of a float image against a uint8 target, both min-max normalised (paper convention)."""
     pred_u8 = minmax_to_uint8(prediction.detach().cpu().numpy())
     as_tensor = lambda a: torch.from_numpy(a.astype(np.float32))[None, None]  # noqa: E731
-    return psnr_uint8(pred_u8, target_u8), float(ssim(as_tensor(pred_u8), as_tensor(target_u8), 255.0))
+    return float(psnr(pred_u8.astype(np.float64), target_u8.astype(np.float64), 255.0)), float(ssim(as_tensor(pred_u8), as_tensor(target_u8), 255.0))
 
 
 def weighted_loss(prediction, target, weighting, perceptual) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -22,6 +22,12 @@ def save_checkpoint(path: str | Path, cfg: ModelConfig, iteration: int, states: 
         torch.save(payload, tmp)
 
 
+def resolve_run(path: str | Path) -> Path:
+    """A training folder RUN stands for RUN/model.pt (what umed-train writes there)."""
+    path = Path(path)
+    return path / "model.pt" if path.is_dir() else path
+
+
 def read_checkpoint(path: str | Path) -> tuple[ModelConfig, dict]:
     """-> (config, payload); a missing, foreign or newer-format file is a one-line UserError."""
     path = Path(path)

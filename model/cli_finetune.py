@@ -52,12 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     from .finetune import check_overrides, finetune
     from .outputs import write_finetune_outputs
     from .xray_io import read_xray
-    from .checkpoint import read_checkpoint
+    from .checkpoint import read_checkpoint, resolve_run
     check_overrides(args.lr, args.render_size, args.z_candidates)  # before any folder is created
     from .config import parse_loss_weights
     parse_loss_weights(args.loss_weights)
     xray = read_xray(args.xray)
-    from .physical import resolve_run
     if args.input_view_index is not None and not 0 <= args.input_view_index < 72:
         raise UserError(f"--input-view-index {args.input_view_index}: must be in 0..71")
     if args.volume_size < 2:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,8 @@ from umed_common.errors import UserError
 from umed_common.measures import minmax_to_uint8, psnr, ssim
 from umed_common.protocol import N_VIEWS
 
-from .checkpoint import read_checkpoint
+from .checkpoint import read_checkpoint, resolve_run
+from .fit_result import FinetuneResult, prepare_xray  # noqa: F401  (public here too)
 from .config import parse_loss_weights
 from .inference import LoadedModel, load_checkpoint, render_gray, to_gray, view_poses
 from .losses import mse_loss
@@ -30,31 +29,6 @@ from .uncertainty import build_weighting
 
 RMSPROP_ALPHA = 0.99  # torch's default smoothing constant
 _STREAM_FINETUNE_Z = 6
-
-
-@dataclass
-class FinetuneResult:
-    views: np.ndarray          # (72, H, W) uint8, views[k] is DRR view k (k * 5 deg), min-max normalised
-    input_view_index: int
-    azimuth_deg: float         # azimuth of the input view in the model's frame (estimated or given)
-    history: pd.DataFrame      # per step: iteration, loss, loss_r, loss_mse, sigma_1, sigma_2, psnr, ssim
-    z: torch.Tensor | None = None
-    generator: torch.nn.Module | None = None    # the fine-tuned generator (for --export-volume)
-    attenuation: np.ndarray | None = None       # physical family: (D, H, W) mu per mm on the box (z, y, x)
-    box_mm: float | None = None
-
-
-def prepare_xray(xray: np.ndarray, size: int) -> torch.Tensor:
-    """(H, W) uint8 (any size) -> (size, size) in [-1, 1] after min-max normalisation; warns on resize."""
-    xray = np.asarray(xray)
-    if xray.ndim != 2:
-        raise UserError(f"X-ray must be a 2-D grayscale image, got shape {xray.shape}")
-    image = torch.from_numpy(minmax_to_uint8(xray).astype(np.float32) / 127.5 - 1.0)[None, None]
-    if image.shape[-2:] != (size, size):
-        warnings.warn(f"X-ray of {xray.shape[1]}x{xray.shape[0]} px resized to the model size {size}x{size}",
-                      stacklevel=3)
-        image = F.interpolate(image, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return image[0, 0]
 
 
 def psnr_uint8(prediction: np.ndarray, target: np.ndarray) -> float:
@@ -154,7 +128,7 @@ def finetune(checkpoint: str | Path, xray: np.ndarray, *, input_view_index: int 
         raise UserError(f"input view index {input_view_index}: must be in 0..{N_VIEWS - 1}")
     check_overrides(lr, render_size, z_candidates)
     weights = parse_loss_weights(loss_weights)
-    from .physical import finetune_physical, resolve_run
+    from .physical import finetune_physical
     if read_checkpoint(resolve_run(checkpoint))[0].family == "physical":
         return finetune_physical(checkpoint, xray, input_view_index=input_view_index, loss_weights=weights,
                                  perceptual_weights=perceptual_weights, progress=progress, gain_steps=max_iters)

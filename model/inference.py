@@ -12,7 +12,7 @@ from umed_common.device import resolve_device
 from umed_common.measures import minmax_to_uint8
 
 from .cameras import sample_pose_prior
-from .checkpoint import load_state, read_checkpoint
+from .checkpoint import load_state, read_checkpoint, resolve_run
 from .config import ModelConfig
 from .generator import Generator
 from .train_step import seeded_generator
@@ -30,7 +30,6 @@ class LoadedModel:
 
 def load_checkpoint(path: str | Path, device: str = "auto") -> LoadedModel:
     """The EMA generator of a training checkpoint; a foreign or mismatching file is a UserError."""
-    from .physical import resolve_run
     cfg, payload = read_checkpoint(resolve_run(path))
     target = resolve_device(device)
     if cfg.family == "physical":   # an attenuation atlas, no generator network (model.physical)

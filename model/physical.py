@@ -7,8 +7,6 @@ A data-parallel run (torchrun) splits the patients over the ranks.
 """
 from __future__ import annotations
 
-import json
-import math
 import time
 from pathlib import Path
 from typing import Sequence
@@ -23,15 +21,16 @@ from umed_common.errors import UserError
 from umed_common.images import read_gray
 from umed_common.protocol import N_VIEWS, VIEW_STEP_DEG
 
-from .atlas import reconstruct_volume
+from .atlas import blend, reconstruct_volume, similarity_matrix, warp_volumes
 from .atlas_fit import (AtlasState, fit_gain, fit_latent, history_frame, image_metrics, render_integrals,
                         views_uint8)
-from .checkpoint import read_checkpoint, save_checkpoint
-from .config import ModelConfig, PhysicalConfig, config_to_dict
+from .checkpoint import read_checkpoint, resolve_run, save_checkpoint
+from .config import ModelConfig, PhysicalConfig, parse_loss_weights
 from .data import discover_drr_images, select_patients, to_model_range
 from .distributed import DistContext, finish_distributed, init_distributed
 from .drr_camera import (DrrCamera, camera_from_preset, detector_positions, line_integrals, ray_samples,
                          to_release_orientation)
+from .fit_result import FinetuneResult, prepare_xray
 from .perceptual import build_perceptual
 from .uncertainty import build_weighting
 
@@ -79,7 +78,6 @@ def fit_single_view(atlas: torch.Tensor, target: torch.Tensor, view: int, cfg: M
     small = torch.nn.functional.interpolate(target[None, None], size=(phys.fit_size,) * 2, mode="area")[0, 0]
     logits, pose, _ = fit_latent(atlas, small, camera_for(cfg, phys.fit_size), view, phys, weighting, perceptual,
                                  phys.fit_steps, pose_prior, rows)
-    from .atlas import blend, similarity_matrix, warp_volumes
     camera = camera_for(cfg, target.shape[-1])
     angle = camera.geometry.start_angle_deg + view * camera.geometry.angle_step_deg
     volume = blend(warp_volumes(atlas, similarity_matrix(pose, angle)), logits)
@@ -191,12 +189,6 @@ def _check_resume(checkpoint: Path, cfg: ModelConfig, patients: dict, holdout: S
         raise UserError(f"{checkpoint}: was trained on other patients or another --holdout")
 
 
-def resolve_run(path: str | Path) -> Path:
-    """A training folder RUN stands for RUN/model.pt."""
-    path = Path(path)
-    return path / "model.pt" if path.is_dir() else path
-
-
 def search_input_view(atlas: torch.Tensor, target: torch.Tensor, cfg: ModelConfig, perceptual,
                       step_views: int = 6) -> int:
     """The view index whose short latent fit explains the X-ray best (coarse grid of `step_views`).
@@ -216,8 +208,6 @@ def search_input_view(atlas: torch.Tensor, target: torch.Tensor, cfg: ModelConfi
 def finetune_physical(checkpoint, xray: np.ndarray, *, input_view_index: int | None, loss_weights,
                       perceptual_weights=None, progress: bool = True, gain_steps: int | None = None):
     """One X-ray ((H, W), any size) -> FinetuneResult with the 72 views (file k = DRR view k)."""
-    from .finetune import FinetuneResult, prepare_xray
-    from .config import parse_loss_weights
     path = resolve_run(checkpoint)
     cfg, payload = read_checkpoint(path)
     if cfg.family != "physical":
