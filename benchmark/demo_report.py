@@ -22,7 +22,7 @@ from umed_common.errors import UserError
 from umed_common.protocol import N_VIEWS
 
 from .plots import contact_sheet, per_view_psnr
-from .single_view import (BASELINE_COPY, BASELINE_MEAN, BASELINE_MIRROR, PatientViews, copy_views,
+from .single_view import (BASELINE_COPY, BASELINE_MEAN, BASELINE_MIRROR, copy_views,
                           load_patient, mean_training_views, score_rows)
 
 MODEL = "model (umed-finetune)"
