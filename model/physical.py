@@ -117,13 +117,21 @@ def _patient_truth(paths: dict[int, Path], size: int) -> tuple[torch.Tensor, tor
     return truth, present
 
 
+def calibration_patients(names: list[str], most: int) -> list[str]:
+    """At most `most` of the sorted patient ids, evenly spread (all of them when most is 0 or enough)."""
+    if most == 0 or len(names) <= most:
+        return list(names)
+    return [names[round(i * (len(names) - 1) / (most - 1))] for i in range(most)] if most > 1 else names[:1]
+
+
 def calibrate(cfg: ModelConfig, volumes: dict[str, torch.Tensor], patients: dict, perceptual,
               progress: bool) -> dict:
     """Leave each training patient out: fit its calibration views with the atlas of the others, at
     train_size, for every pose_prior candidate; pick the best mean novel-view PSNR. Never sees evaluation data."""
     phys, names = cfg.physical, sorted(volumes)
     scores = {str(c): [] for c in phys.pose_prior_candidates}
-    jobs = [(c, p, v) for c in phys.pose_prior_candidates for p in names for v in phys.calibration_views]
+    left_out = calibration_patients(names, phys.calibration_patients)
+    jobs = [(c, p, v) for c in phys.pose_prior_candidates for p in left_out for v in phys.calibration_views]
     truths = {n: _patient_truth(patients[n], phys.train_size) for n in names}
     for candidate, left_out, view in tqdm(jobs, desc="calibrate", unit="fit", disable=not progress):
         truth, present = truths[left_out]

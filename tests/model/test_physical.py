@@ -227,3 +227,10 @@ def test_two_gloo_processes_build_the_same_atlas_as_one(tmp_path, physical_drrs)
     assert one["patients"] == two["patients"] == ["01", "02", "03"]
     assert torch.allclose(one["atlas"], two["atlas"], atol=1e-6)
     assert one["atlas"].std() > 0       # tomography really ran
+
+
+def test_calibration_patients_are_spread_over_the_ids():
+    from model.physical import calibration_patients
+    names = [f"{i:02d}" for i in range(1, 15)]
+    assert calibration_patients(names, 6) == ["01", "04", "06", "09", "11", "14"]
+    assert calibration_patients(names, 0) == names and calibration_patients(names[:3], 6) == names[:3]
