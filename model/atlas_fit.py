@@ -75,7 +75,8 @@ def fit_latent(atlas: torch.Tensor, target: torch.Tensor, camera: DrrCamera, vie
     target_u8 = minmax_to_uint8(target.numpy())
     data_loss = math.inf
     for iteration in range(1, steps + 1):
-        volume = blend(warp_volumes(atlas, similarity_matrix(pose, angle)), logits)
+        # blending and warping are both linear and the warp is shared, so blend first: one warp, not n
+        volume = warp_volumes(blend(atlas, logits)[None], similarity_matrix(pose, angle))[0]
         integrals = line_integrals(volume, samples, step_mm)
         prediction = (fit_scale(integrals, target[None]) * integrals)[0]
         loss, loss_r, loss_mse = weighted_loss(prediction, target, weighting, perceptual)

@@ -80,7 +80,7 @@ def fit_single_view(atlas: torch.Tensor, target: torch.Tensor, view: int, cfg: M
                                  phys.fit_steps, pose_prior, rows)
     camera = camera_for(cfg, target.shape[-1])
     angle = camera.geometry.start_angle_deg + view * camera.geometry.angle_step_deg
-    volume = blend(warp_volumes(atlas, similarity_matrix(pose, angle)), logits)
+    volume = warp_volumes(blend(atlas, logits)[None], similarity_matrix(pose, angle))[0]
     samples, step_mm = ray_samples(camera, [view], phys.render_samples)
     prior = line_integrals(volume, samples, step_mm)[0]
     gain = fit_gain(prior, target, phys, weighting, perceptual, phys.gain_steps, rows)
