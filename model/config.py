@@ -128,6 +128,7 @@ class PhysicalConfig:
     preset: str = "knee"            # DRR recipe of the data: knee (350 mm detector) | chest (500 mm)
     sad_mm: float = 541.0
     sid_mm: float = 949.0
+    detector_mm: float = 0.0        # square detector side; 0: the preset's. Set from geometry.json by umed-train
     box_mm: float = 250.0           # side of the cube (about the isocentre) the attenuation volume fills
     grid: int = 48                  # voxels per side of each atlas volume
     mu_scale: float = 0.02          # attenuation per mm of softplus(0): sets the optimiser's natural step
@@ -289,6 +290,8 @@ def _validate_physical(phys: PhysicalConfig) -> None:
         value = getattr(phys, name)
         if not (math.isfinite(value) and value > 0):
             raise UserError(f"config physical.{name}: must be a positive number, got {value}")
+    if not (math.isfinite(phys.detector_mm) and phys.detector_mm >= 0):
+        raise UserError("config physical.detector_mm: must be 0 (the preset's) or a positive size in mm")
     if phys.sad_mm >= phys.sid_mm:
         raise UserError("config physical: need sad_mm < sid_mm")
     counts = ("grid", "train_size", "samples", "render_samples", "views_per_step", "fit_size")

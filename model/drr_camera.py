@@ -41,20 +41,6 @@ def camera_from_preset(preset: str, size: int, box_mm: float, views: int = 72, a
     return DrrCamera(geometry, box_mm)
 
 
-def camera_from_geometry_json(record: dict, size: int, box_mm: float) -> DrrCamera:
-    """The `geometry.json` that drr-generate writes, re-centred on the isocentre and set to `size` pixels."""
-    geometry = Geometry(isocenter_mm=(0.0, 0.0, 0.0),
-                        source_to_isocenter_mm=float(record["source_to_isocenter_mm"]),
-                        source_to_detector_mm=float(record["source_to_detector_mm"]),
-                        detector_rows=size, detector_cols=size,
-                        detector_height_mm=float(record["detector_height_mm"]),
-                        detector_width_mm=float(record["detector_width_mm"]),
-                        start_angle_deg=float(record.get("start_angle_deg", 0.0)),
-                        angle_step_deg=float(record.get("angle_step_deg", 5.0)),
-                        views=int(record.get("views", 72)))
-    return DrrCamera(geometry, box_mm)
-
-
 def ray_samples(camera: DrrCamera, views, n_samples: int) -> tuple[torch.Tensor, float]:
     """Sample positions along every pixel's ray, box-normalised, and the step between them in mm.
 

@@ -7,6 +7,8 @@ A data-parallel run (torchrun) splits the patients over the ranks.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Sequence
@@ -40,7 +42,35 @@ _STREAM_RECON = 11
 
 def camera_for(cfg: ModelConfig, size: int) -> DrrCamera:
     phys = cfg.physical
-    return camera_from_preset(phys.preset, size, phys.box_mm, sad_mm=phys.sad_mm, sid_mm=phys.sid_mm)
+    camera = camera_from_preset(phys.preset, size, phys.box_mm, sad_mm=phys.sad_mm, sid_mm=phys.sid_mm)
+    if phys.detector_mm > 0:
+        camera = DrrCamera(dataclasses.replace(camera.geometry, detector_height_mm=phys.detector_mm,
+                                               detector_width_mm=phys.detector_mm), camera.box_mm)
+    return camera
+
+
+def geometry_from_data(cfg: ModelConfig, data_dir) -> ModelConfig:
+    """When drr-generate made the data, its geometry.json files fix the camera (they must all agree)."""
+    records = sorted(Path(data_dir).glob("*/geometry.json")) + sorted(Path(data_dir).glob("raw/*/geometry.json"))
+    found = set()
+    for path in records:
+        try:
+            record = json.loads(path.read_text())
+            found.add((float(record["source_to_isocenter_mm"]), float(record["source_to_detector_mm"]),
+                       float(record["detector_width_mm"]), float(record["detector_height_mm"]),
+                       float(record.get("angle_step_deg", VIEW_STEP_DEG)), float(record.get("start_angle_deg", 0.0))))
+        except (OSError, ValueError, KeyError, TypeError):
+            raise UserError(f"{path}: not a readable drr-generate geometry.json") from None
+    if not found:
+        return cfg
+    if len(found) > 1:
+        raise UserError(f"{data_dir}: the cases' geometry.json files disagree; train one geometry per run")
+    sad, sid, width, height, step, start = found.pop()
+    if width != height or step != VIEW_STEP_DEG or start != 0.0:
+        raise UserError(f"{data_dir}: geometry.json has a non-square detector or views other than k x "
+                        f"{VIEW_STEP_DEG} deg; the physical model needs MedNeRF's protocol")
+    cfg.physical = PhysicalConfig(**{**cfg.physical.__dict__, "sad_mm": sad, "sid_mm": sid, "detector_mm": width})
+    return cfg
 
 
 def projector_images(paths: dict[int, Path], size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,7 +180,6 @@ def calibrate(cfg: ModelConfig, volumes: dict[str, torch.Tensor], patients: dict
 
 
 def _at_size(cfg: ModelConfig, size: int) -> ModelConfig:
-    import dataclasses
     return dataclasses.replace(cfg, image_size=size)
 
 
@@ -163,6 +192,7 @@ def train_physical(cfg: ModelConfig, data_dir, out_dir, *, holdout: Sequence[str
     if checkpoint.exists() and not resume:
         raise UserError(f"{checkpoint}: already exists (pass --resume to continue that run)")
     patients = select_patients(discover_drr_images(data_dir), holdout)
+    cfg = geometry_from_data(cfg, data_dir)
     perceptual = build_perceptual(cfg.perceptual, perceptual_weights)
     out_dir = ensure_writable_dir(out_dir)
     if resume and checkpoint.exists():

@@ -234,3 +234,23 @@ def test_calibration_patients_are_spread_over_the_ids():
     names = [f"{i:02d}" for i in range(1, 15)]
     assert calibration_patients(names, 6) == ["01", "04", "06", "09", "11", "14"]
     assert calibration_patients(names, 0) == names and calibration_patients(names[:3], 6) == names[:3]
+
+
+def test_geometry_json_from_drr_generate_sets_the_camera(tmp_path):
+    from model.physical import geometry_from_data
+    from umed_common.errors import UserError
+    cfg = config_from_dict(tiny_config())
+    for case, width in (("a", 300.0), ("b", 300.0)):
+        (tmp_path / case).mkdir()
+        (tmp_path / case / "geometry.json").write_text(json.dumps(
+            {"source_to_isocenter_mm": 500.0, "source_to_detector_mm": 1000.0, "detector_width_mm": width,
+             "detector_height_mm": width, "angle_step_deg": 5.0, "start_angle_deg": 0.0}))
+    cfg = geometry_from_data(cfg, tmp_path)
+    assert (cfg.physical.sad_mm, cfg.physical.sid_mm, cfg.physical.detector_mm) == (500.0, 1000.0, 300.0)
+    from model.physical import camera_for
+    assert camera_for(cfg, 32).geometry.detector_width_mm == 300.0
+    (tmp_path / "b" / "geometry.json").write_text(json.dumps(
+        {"source_to_isocenter_mm": 500.0, "source_to_detector_mm": 1000.0, "detector_width_mm": 310.0,
+         "detector_height_mm": 310.0}))
+    with pytest.raises(UserError, match="disagree"):
+        geometry_from_data(config_from_dict(tiny_config()), tmp_path)
