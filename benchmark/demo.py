@@ -31,7 +31,7 @@ from umed_common.atomic import ensure_writable_dir, write_json_atomic, write_tex
 from umed_common.device import add_device_argument, resolve_device
 from umed_common.errors import UserError, cli_entry
 
-HELD_OUT = 2  # phantoms kept out of GAN training and used for evaluation
+HELD_OUT = 2  # phantoms kept out of training and used for evaluation
 INPUT_VIEW = 0  # the one X-ray given to fine-tuning: view 0 (0 degrees)
 # Everything the demo writes below --out; --overwrite removes exactly these.
 OWNED = ("demo.json", "stages", "logs", "phantoms", "drr", "train", "finetune", "bench.yaml", "bench",
@@ -125,7 +125,7 @@ def plan(settings: DemoSettings) -> list[Stage]:
               [*tool("drr-generate", "drr.cli"), "phantoms", "drr", "--preset", "knee", "--layout", "mednerf",
                "--projector", "fast", "--rows", str(settings.drr_size), "--cols", str(settings.drr_size),
                *device], ("drr",)),
-        Stage("train", f"GAN training on all but {HELD_OUT} phantoms",
+        Stage("train", f"training (config {settings.config}) on all but {HELD_OUT} phantoms",
               [*tool("umed-train", "model.cli_train"), "--config", settings.config, "--data", "drr",
                "--out", "train", "--holdout", *settings.held_out(), *device, *seed, *train_iters], ("train",)),
         *finetunes,
@@ -136,11 +136,11 @@ def plan(settings: DemoSettings) -> list[Stage]:
 
 
 def bench_config(settings: DemoSettings) -> dict:
-    """umed-bench's YAML: the held-out phantoms, UMedNeRF (learned) and MedNeRF (0.3, 0.1) weights."""
+    """umed-bench's YAML: the held-out phantoms, learned (Eq. 5) and MedNeRF's fixed (0.3, 0.1) weights."""
     return {
         "datasets": {"phantoms": {"data_dir": "drr", "checkpoint": "train/model.pt",
                                   "eval_patients": settings.held_out(), "input_views": [INPUT_VIEW]}},
-        "table1": {"datasets": ["phantoms"], "methods": {"UMedNeRF": "learned", "MedNeRF": [0.3, 0.1]},
+        "table1": {"datasets": ["phantoms"], "methods": {"learned weights": "learned", "MedNeRF weights": [0.3, 0.1]},
                    "baselines": True},
         "seed": settings.seed,
         "device": settings.device,

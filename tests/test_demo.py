@@ -33,7 +33,7 @@ def test_bench_config_is_valid_for_umed_bench():
     config = parse_config(demo.bench_config(SETTINGS))
     dataset = config.datasets["phantoms"]
     assert dataset.eval_patients == ("phantom04", "phantom05") and dataset.input_views == (0,)
-    assert config.table1.methods == {"UMedNeRF": "learned", "MedNeRF": (0.3, 0.1)}
+    assert config.table1.methods == {"learned weights": "learned", "MedNeRF weights": (0.3, 0.1)}
     assert config.seed == 3
 
 
