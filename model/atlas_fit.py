@@ -99,9 +99,10 @@ def initial_gain(prior_integrals: torch.Tensor, target: torch.Tensor, max_gain: 
 
 
 def fit_gain(prior_integrals: torch.Tensor, target: torch.Tensor, phys: PhysicalConfig, weighting, perceptual,
-             steps: int, rows: list | None = None) -> torch.Tensor:
+             steps: int, rows: list | None = None, psnr_target: float | None = None) -> torch.Tensor:
     """Bounded gain (S, S) with a * g * L_A ~ target at the input view. Because g is constant along each of
-    that view's rays, the input view renders exactly g * L_A, so no re-projection is needed here."""
+    that view's rays, the input view renders exactly g * L_A, so no re-projection is needed here.
+    psnr_target: stop at the first step whose input view reaches it (upstream's 25 dB protocol); None: run all."""
     raw = raw_from_gain(initial_gain(prior_integrals, target, phys.max_gain), phys.max_gain).requires_grad_(True)
     optimiser = torch.optim.Adam([raw, *weighting.parameters()], lr=phys.gain_lr)
     target_u8 = minmax_to_uint8(target.numpy())
@@ -115,6 +116,8 @@ def fit_gain(prior_integrals: torch.Tensor, target: torch.Tensor, phys: Physical
             best, best_psnr = raw.detach().clone(), row["psnr"]
         if rows is not None:
             rows.append(row)
+        if psnr_target is not None and row["psnr"] >= psnr_target:
+            break
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()

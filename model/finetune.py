@@ -131,7 +131,8 @@ def finetune(checkpoint: str | Path, xray: np.ndarray, *, input_view_index: int 
     from .physical import finetune_physical
     if read_checkpoint(resolve_run(checkpoint))[0].family == "physical":
         return finetune_physical(checkpoint, xray, input_view_index=input_view_index, loss_weights=weights,
-                                 perceptual_weights=perceptual_weights, progress=progress, gain_steps=max_iters)
+                                 perceptual_weights=perceptual_weights, progress=progress, gain_steps=max_iters,
+                                 psnr_target=psnr_target)
     input_view_index = 0 if input_view_index is None else input_view_index
     model = load_checkpoint(checkpoint, device)
     overrides = {k: v for k, v in {"lr": lr, "view_step_deg": view_step_deg,

@@ -99,7 +99,7 @@ def _reconstruct_all(cfg, patients: dict, ctx: DistContext, seed: int, progress:
 
 
 def fit_single_view(atlas: torch.Tensor, target: torch.Tensor, view: int, cfg: ModelConfig, weights, perceptual,
-                    pose_prior: float, rows: list | None = None) -> AtlasState:
+                    pose_prior: float, rows: list | None = None, psnr_target: float | None = None) -> AtlasState:
     """Latent then bounded gain for one X-ray (target (S, S) in [0, 1], projector orientation, S = image size)."""
     phys = cfg.physical
     if phys.mirror_atlas:  # LPS x is the volume's last axis
@@ -113,7 +113,7 @@ def fit_single_view(atlas: torch.Tensor, target: torch.Tensor, view: int, cfg: M
     volume = warp_volumes(blend(atlas, logits)[None], similarity_matrix(pose, angle))[0]
     samples, step_mm = ray_samples(camera, [view], phys.render_samples)
     prior = line_integrals(volume, samples, step_mm)[0]
-    gain = fit_gain(prior, target, phys, weighting, perceptual, phys.gain_steps, rows)
+    gain = fit_gain(prior, target, phys, weighting, perceptual, phys.gain_steps, rows, psnr_target)
     return AtlasState(volume, gain, view, torch.softmax(logits, 0), pose)
 
 
@@ -244,7 +244,8 @@ def search_input_view(atlas: torch.Tensor, target: torch.Tensor, cfg: ModelConfi
 
 
 def finetune_physical(checkpoint, xray: np.ndarray, *, input_view_index: int | None, loss_weights,
-                      perceptual_weights=None, progress: bool = True, gain_steps: int | None = None):
+                      perceptual_weights=None, progress: bool = True, gain_steps: int | None = None,
+                      psnr_target: float | None = None):
     """One X-ray ((H, W), any size) -> FinetuneResult with the 72 views (file k = DRR view k)."""
     path = resolve_run(checkpoint)
     cfg, payload = read_checkpoint(path)
@@ -261,7 +262,8 @@ def finetune_physical(checkpoint, xray: np.ndarray, *, input_view_index: int | N
     if input_view_index is None:
         input_view_index = search_input_view(atlas, target, cfg, perceptual)
     rows: list[dict] = []
-    state = fit_single_view(atlas, target, input_view_index, cfg, weights, perceptual, cfg.physical.pose_prior, rows)
+    state = fit_single_view(atlas, target, input_view_index, cfg, weights, perceptual, cfg.physical.pose_prior, rows,
+                            psnr_target)
     camera = camera_for(cfg, cfg.image_size)
     with tqdm(total=N_VIEWS, desc=f"{N_VIEWS} views", unit="view", disable=not progress) as bar:
         integrals = render_integrals(state, camera, cfg.physical.render_samples,

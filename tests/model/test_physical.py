@@ -139,6 +139,11 @@ def test_fitting_schedule_latent_then_gain_reaches_the_input_view():
     from umed_common.measures import minmax_to_uint8
     psnr, _ = image_metrics(rendered, minmax_to_uint8(target.numpy()))
     assert psnr > 30.0
+    # upstream's protocol: the gain stage stops at the first step that reaches the target (here at once)
+    rows = []
+    fit_single_view(atlas, target, 9, cfg, None, build_perceptual("ssim"), 0.01, rows, psnr_target=20.0)
+    gain_rows = [r for r in rows if r["stage"] == "gain"]
+    assert len(gain_rows) == 1 and gain_rows[0]["psnr"] >= 20.0
 
 
 def write_patient_drrs(folder, patient: str, volume: torch.Tensor, size: int = 32) -> None:
