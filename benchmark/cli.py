@@ -13,7 +13,7 @@ from umed_common.device import add_device_argument, resolve_device
 from umed_common.errors import UserError, cli_entry
 from umed_common.outputs import check_name
 
-from .config import apply_quick, config_as_dict, load_config
+from .config import apply_quick, config_as_dict, load_config, select_methods
 from .generative import run_generative
 from .table_outputs import write_generative, write_single_view
 from .run_record import staged_output, write_provenance
@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--inception-weights", default=None,
                         help="FID Inception weights file (else $UMED_INCEPTION_WEIGHTS or the torch hub cache)")
     parser.add_argument("--feature-cache", default=None, help="folder of cached Inception features")
+    parser.add_argument("--methods", nargs="+", metavar="NAME",
+                        help="tables 1 and 3: run only these of the config's methods (baselines always run)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_device_argument(parser)
     parser.set_defaults(device=None)
@@ -71,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     config, config_text = load_config(args.config)
     if args.quick:
         config = apply_quick(config)
+    if args.methods:
+        config = select_methods(config, args.table, args.methods)
     overrides = {k: Path(v) for k, v in (("inception_weights", args.inception_weights),
                                          ("feature_cache_dir", args.feature_cache)) if v}
     config = dataclasses.replace(config, **overrides, device=args.device or config.device)

@@ -242,6 +242,19 @@ def apply_quick(config: BenchConfig) -> BenchConfig:
                                table2=table2, table3=quick_single(config.table3))
 
 
+def select_methods(config: BenchConfig, table: int, names: list[str]) -> BenchConfig:
+    """Keep only the named methods of table 1 or 3 (their baselines still run); unknown names are an error."""
+    name = f"table{table}"
+    spec = getattr(config, name)
+    if table == 2 or spec is None:
+        raise UserError(f"--methods: applies to tables 1 and 3 with a {name}: section")
+    unknown = sorted(set(names) - set(spec.methods))
+    if unknown:
+        raise UserError(f"--methods {' '.join(unknown)}: not in {name}.methods ({', '.join(spec.methods)})")
+    chosen = dataclasses.replace(spec, methods={k: v for k, v in spec.methods.items() if k in names})
+    return dataclasses.replace(config, **{name: chosen})
+
+
 def config_as_dict(config: BenchConfig) -> dict:
     """A YAML/JSON-ready view of the effective config (paths as strings)."""
     def plain(value):

@@ -79,3 +79,16 @@ def test_shipped_configs_are_valid(name):
 
     config, _ = load_config(Path(__file__).resolve().parents[2] / "benchmark" / "configs" / name)
     assert "knee" in config.datasets and config.table1 is not None and config.table3 is not None
+
+
+def test_methods_filter_keeps_named_methods_only():
+    import pytest
+    from benchmark.config import parse_config, select_methods
+    from umed_common.errors import UserError
+    config = parse_config({"datasets": {"knee": {"data_dir": "d", "checkpoint": "c.pt"}},
+                           "table1": {"datasets": ["knee"], "methods": {"a": "learned", "b": [0.3, 0.1]}}})
+    assert list(select_methods(config, 1, ["b"]).table1.methods) == ["b"]
+    with pytest.raises(UserError, match="not in table1.methods"):
+        select_methods(config, 1, ["c"])
+    with pytest.raises(UserError, match="tables 1 and 3"):
+        select_methods(config, 2, ["a"])
