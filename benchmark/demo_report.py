@@ -10,6 +10,7 @@ HTML), so the two never disagree.
 from __future__ import annotations
 
 import html
+import json
 import re
 from pathlib import Path
 from typing import Sequence
@@ -225,6 +226,16 @@ def drr_sheet_figure(folder: Path, names: Sequence[str], held_out: Sequence[str]
     _save(figure, path)
 
 
+def _calibration_bars(axis, calibration: dict) -> None:
+    """Mean novel-view PSNR of the left-out training fits (chosen setting) beside the trivial answers."""
+    fits = calibration["fits"][str(calibration["chosen_pose_prior"])]
+    keys = [k for k in ("novel_view_psnr", "baseline_copy", "baseline_mirror", "baseline_mean") if k in fits[0]]
+    means = [float(np.mean([f[k] for f in fits])) for k in keys]
+    axis.bar(range(len(keys)), means, color=["tab:blue"] + ["tab:gray"] * (len(keys) - 1))
+    axis.set_xticks(range(len(keys)), [k.replace("baseline_", "").replace("novel_view_psnr", "model") for k in keys])
+    axis.set(ylabel="PSNR dB (novel views)", title="calibration: training phantoms left out in turn")
+
+
 def training_figure(train: Path, device: str, seed: int, path: Path) -> None:
     """umed-train's losses over iterations, and eight samples of the trained generator (random z and pose)."""
     import matplotlib.pyplot as plt  # noqa: PLC0415
@@ -232,19 +243,24 @@ def training_figure(train: Path, device: str, seed: int, path: Path) -> None:
     from model.api import sample_images  # noqa: PLC0415
 
     samples = sample_images(train / "model.pt", 8, device=device, seed=seed, progress=False)
-    log = pd.read_csv(train / "log.csv")
     figure = plt.figure(figsize=(11, 3.2), layout="constrained")
     top, bottom = figure.subfigures(1, 2, width_ratios=(1, 1.6))
     axis = top.subplots()
-    for column in ("loss_d", "loss_g", "loss_recon"):
-        if column in log:
-            axis.plot(log.iteration, log[column], label=column)
-    axis.set(xlabel="iteration", title="training losses")
-    axis.legend(fontsize=7)
+    if (train / "log.csv").is_file():   # GAN runs log losses per iteration
+        log = pd.read_csv(train / "log.csv")
+        for column in ("loss_d", "loss_g", "loss_recon"):
+            if column in log:
+                axis.plot(log.iteration, log[column], label=column)
+        axis.set(xlabel="iteration", title="training losses")
+        axis.legend(fontsize=7)
+        title = "generator samples (random z and pose)"
+    else:                                # physical runs calibrate on left-out training patients
+        _calibration_bars(axis, json.loads((train / "calibration.json").read_text()))
+        title = "DRRs of the trained atlas (training phantoms, random views)"
     for axis, image in zip(bottom.subplots(2, 4).ravel(), samples):
         axis.imshow(image, cmap="gray", vmin=0, vmax=255)
         axis.set_xticks([]), axis.set_yticks([])
-    bottom.suptitle("generator samples (random z and pose)", fontsize=9)
+    bottom.suptitle(title, fontsize=9)
     _save(figure, path)
 
 

@@ -65,9 +65,13 @@ def render_gray(generator: Generator, z: torch.Tensor, pose: torch.Tensor, size:
 
 def sample_images(checkpoint: str | Path, n: int, *, device: str = "auto", seed: int = 0, batch_size: int = 8,
                   progress: bool = True) -> np.ndarray:
-    """(n, H, W) uint8: EMA renders of random z at poses from the prior, each min-max normalised."""
+    """(n, H, W) uint8: EMA renders of random z at poses from the prior, each min-max normalised.
+    For a physical checkpoint: DRRs of its atlas volumes (training patients) at random view indices."""
     model = load_checkpoint(checkpoint, device)
     cfg = model.config
+    if cfg.family == "physical":
+        from .physical import sample_atlas_images
+        return sample_atlas_images(checkpoint, n, seed=seed)
     gen = seeded_generator(seed, _STREAM_SAMPLE_IMAGES)
     z = torch.randn(n, cfg.z_dim, generator=gen)
     pose = sample_pose_prior(cfg.camera, n, gen)

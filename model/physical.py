@@ -282,3 +282,16 @@ def fitted_attenuation(state: AtlasState, camera: DrrCamera) -> torch.Tensor:
     gain = torch.nn.functional.grid_sample(state.gain[None, None], where.reshape(1, 1, -1, 2), mode="bilinear",
                                            padding_mode="border", align_corners=True).reshape(depth, height, width)
     return state.volume * gain
+
+
+def sample_atlas_images(checkpoint, n: int, *, seed: int = 0) -> np.ndarray:
+    """(n, S, S) uint8 DRRs of the atlas volumes (training patients in turn) at random view indices."""
+    cfg, payload = read_checkpoint(resolve_run(checkpoint))
+    atlas = payload["atlas"].float()
+    views = torch.randint(0, N_VIEWS, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
+    camera = camera_for(cfg, cfg.image_size)
+    images = []
+    for index, view in enumerate(views):
+        samples, step_mm = ray_samples(camera, [view], cfg.physical.render_samples)
+        images.append(line_integrals(atlas[index % len(atlas)], samples, step_mm)[0])
+    return views_uint8(torch.stack(images))
