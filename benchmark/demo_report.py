@@ -291,8 +291,8 @@ def report_blocks(out: Path, settings: dict, held_out: Sequence[str], input_view
         ("h2", "Held-out phantoms: novel views"),
         ("p", f"Fine-tuned on view {input_view} ({input_view * 5}°) of each held-out phantom ({names}), scored on "
               f"the other {N_VIEWS - 1} views (novel) and on the input view, PSNR dB / SSIM on min-max "
-              "normalised 8-bit images. Baselines: the input copied to every view; the mean training image "
-              "of each view."),
+              "normalised 8-bit images. Baselines: the input copied to every view; the input copied and "
+              "mirrored left-right beyond 90 degrees; the mean training image of each view."),
         ("table", ["method", "phantom", "PSNR novel", "SSIM novel", "PSNR input", "SSIM input"], table_rows),
         ("img", f"{FILES}/psnr_per_view.png", "PSNR per view angle"),
         *[("img", f"{FILES}/compare_{p}.png", f"{p}: ground truth, model and baselines") for p in held_out],
