@@ -52,10 +52,27 @@ class StopRequest:
             signal.signal(sig, handler)
 
 
-def model_states(models: GANModels, seed: int) -> dict:
+def model_states(models: GANModels, seed: int, identity: dict | None = None) -> dict:
+    """identity: what the run trains on (holdout, training images), checked again by --resume."""
     return {"generator": models.generator.state_dict(), "generator_ema": models.generator_ema.state_dict(),
             "discriminator": models.discriminator.state_dict(), "opt_g": models.opt_g.state_dict(),
-            "opt_d": models.opt_d.state_dict(), "seed": seed, "torch_rng": torch.get_rng_state()}
+            "opt_d": models.opt_d.state_dict(), "seed": seed, "torch_rng": torch.get_rng_state(),
+            **(identity or {})}
+
+
+def run_identity(holdout: Sequence[str], keys: list[tuple[str, int]]) -> dict:
+    """The held-out patients and every training image (patient/view), as a checkpoint records them."""
+    return {"holdout": sorted(holdout), "training_images": [f"{patient}/{view}" for patient, view in keys]}
+
+
+def check_identity(payload: dict, identity: dict, checkpoint: Path) -> None:
+    """A resumed run must train on the same images with the same holdout (older checkpoints lack the record)."""
+    if "holdout" in payload and list(payload["holdout"]) != identity["holdout"]:
+        raise UserError(f"{checkpoint}: was trained with --holdout {' '.join(payload['holdout']) or '(none)'}; "
+                        "resume with the same holdout")
+    if "training_images" in payload and list(payload["training_images"]) != identity["training_images"]:
+        raise UserError(f"{checkpoint}: was trained on other images than {len(identity['training_images'])} "
+                        "found in --data now; resume with the same data")
 
 
 def restore_states(models: GANModels, payload: dict, path: Path) -> None:
@@ -120,10 +137,10 @@ def write_sample_grid(models: GANModels, path: Path, seed: int) -> None:
     write_png(path, sheet)
 
 
-def _save(models, cfg, ctx: DistContext, out_dir: Path, iteration: int, seed: int) -> None:
+def _save(models, cfg, ctx: DistContext, out_dir: Path, iteration: int, seed: int, identity: dict) -> None:
     if not ctx.is_main:
         return
-    states = model_states(models, seed)
+    states = model_states(models, seed, identity)
     save_checkpoint(out_dir / "model.pt", cfg, iteration, states)
     keep = cfg.train.keep_checkpoints_every
     if keep and iteration % keep == 0:
@@ -143,7 +160,10 @@ def train(config: str | Path | ModelConfig, data_dir: str | Path, out_dir: str |
     ctx = init_distributed(device)
     checkpoint = Path(out_dir) / "model.pt"
     payload = _resume_payload(cfg, checkpoint, resume, seed)
-    images, _ = load_training_images(data_dir, holdout, cfg.image_size)
+    images, keys = load_training_images(data_dir, holdout, cfg.image_size)
+    identity = run_identity(holdout, keys)
+    if payload is not None:
+        check_identity(payload, identity, checkpoint)
     perceptual = build_perceptual(cfg.perceptual, perceptual_weights)
     out_dir = ensure_writable_dir(out_dir)       # only after every input checked: no empty run folders
     images = images.to(ctx.device)
@@ -175,14 +195,14 @@ def train(config: str | Path | ModelConfig, data_dir: str | Path, out_dir: str |
                     log.append({"iteration": done, "elapsed_s": round(elapsed, 3), **metrics})
                     bar.set_postfix(d=f"{metrics['loss_d']:.3f}", g=f"{metrics['loss_g']:.3f}")
             if halt or done == total or done % cfg.train.checkpoint_every == 0:
-                _save(models, cfg, ctx, out_dir, done, seed)
+                _save(models, cfg, ctx, out_dir, done, seed, identity)
             if ctx.is_main and cfg.train.sample_every and (done % cfg.train.sample_every == 0 or halt):
                 write_sample_grid(models, out_dir / f"samples_it{done:06d}.png", seed)
             if halt:
                 break
         bar.close()
     if start >= total and ctx.is_main and not checkpoint.exists():
-        _save(models, cfg, ctx, out_dir, start, seed)
+        _save(models, cfg, ctx, out_dir, start, seed, identity)
     finish_distributed(ctx)
     if stop.signum is not None:  # the checkpoint is written; the exit status still says "stopped"
         raise Interrupted(f"stopped by {signal.Signals(stop.signum).name} after the checkpoint {checkpoint} "

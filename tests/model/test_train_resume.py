@@ -101,3 +101,18 @@ def test_umed_train_on_a_full_disk_exits_2_with_one_line(tmp_path, drr_folder, m
     err = capsys.readouterr().err
     assert code == 2 and err.strip().endswith("model.pt: cannot write (No space left on device)")
     assert "Traceback" not in err and not (run / "model.pt").exists() and not list(run.glob(".*tmp*"))
+
+
+def test_resume_refuses_another_holdout_or_other_data(tmp_path, drr_folder):
+    import shutil
+    from umed_common.errors import UserError
+    drr_folder = shutil.copytree(drr_folder, tmp_path / "data")   # the fixture is shared: change a copy
+    patients = sorted({p.name.split("_")[0] for p in drr_folder.glob("*_xray*.png")})
+    train("tiny", drr_folder, tmp_path / "run", device="cpu", max_iters=1, progress=False)
+    with pytest.raises(UserError, match="holdout"):
+        train("tiny", drr_folder, tmp_path / "run", device="cpu", max_iters=2, resume=True, progress=False,
+              holdout=[patients[0]])
+    first = sorted(drr_folder.glob("*_xray*.png"))[0]
+    first.rename(tmp_path / first.name)                     # one training image fewer
+    with pytest.raises(UserError, match="other images"):
+        train("tiny", drr_folder, tmp_path / "run", device="cpu", max_iters=2, resume=True, progress=False)
