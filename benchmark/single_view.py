@@ -23,7 +23,7 @@ from tqdm import tqdm
 from umed_common.errors import UserError
 from umed_common.images import read_gray
 from umed_common.measures import resize_gray
-from umed_common.protocol import N_VIEWS, VIEW_STEP_DEG
+from umed_common.protocol import N_VIEWS, copy_views  # noqa: F401  (copy_views: public here too)
 
 from .config import BenchConfig, DatasetSpec, LossWeights, SingleViewSpec
 from .metrics import score_views
@@ -48,17 +48,6 @@ class SingleViewResult:
     truth: dict[tuple[str, str], PatientViews] = field(default_factory=dict)
     histories: dict[tuple[str, str, str, int], pd.DataFrame] = field(default_factory=dict)
     jobs: list[dict] = field(default_factory=list)  # one record per fine-tune: sizes, iterations, seconds
-
-
-def copy_views(image: np.ndarray, input_view: int, mirror_far_side: bool) -> np.ndarray:
-    """(H, W) input at view `input_view` -> (72, H, W): the input at every view, mirrored left-right at
-    views more than 90 degrees away when `mirror_far_side` (the view axis is the image's vertical)."""
-    views = np.repeat(image[None], N_VIEWS, axis=0)
-    if mirror_far_side:
-        steps = np.abs(np.arange(N_VIEWS) - input_view)
-        far = np.minimum(steps, N_VIEWS - steps) * VIEW_STEP_DEG > 90.0
-        views[far] = image[:, ::-1]
-    return views
 
 
 def load_patient(views: dict[int, Path], size: tuple[int, int]) -> PatientViews:

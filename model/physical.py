@@ -21,11 +21,11 @@ from tqdm import tqdm
 from umed_common.atomic import ensure_writable_dir, write_json_atomic
 from umed_common.errors import UserError
 from umed_common.images import read_gray
-from umed_common.protocol import N_VIEWS, VIEW_STEP_DEG
+from umed_common.measures import psnr
+from umed_common.protocol import N_VIEWS, VIEW_STEP_DEG, copy_views
 
 from .atlas import blend, reconstruct_volume, similarity_matrix, warp_volumes
-from .atlas_fit import (AtlasState, fit_gain, fit_latent, history_frame, image_metrics, render_integrals,
-                        views_uint8)
+from .atlas_fit import AtlasState, fit_gain, fit_latent, history_frame, render_integrals, views_uint8
 from .checkpoint import read_checkpoint, resolve_run, save_checkpoint
 from .config import ModelConfig, PhysicalConfig, parse_loss_weights
 from .data import discover_drr_images, select_patients, to_model_range
@@ -118,10 +118,11 @@ def fit_single_view(atlas: torch.Tensor, target: torch.Tensor, view: int, cfg: M
 
 
 def _novel_view_psnr(rendered: np.ndarray, truth_u8: np.ndarray, present: torch.Tensor, input_view: int) -> float:
-    """Mean PSNR (paper convention) over the views other than the input that exist in the truth (72, S, S)."""
-    scores = [image_metrics(torch.from_numpy(rendered[k].astype(np.float32)), truth_u8[k])[0]
-              for k in range(N_VIEWS) if present[k] and k != input_view]
-    return float(np.mean(scores))
+    """Mean PSNR over the views other than the input that exist in the truth; both (72, S, S) uint8, already
+    min-max normalised (paper convention)."""
+    novel = present.numpy().copy()
+    novel[input_view] = False
+    return float(np.mean(psnr(rendered[novel], truth_u8[novel], 255.0)))
 
 
 def _loo_scores(state: AtlasState, truth: torch.Tensor, present: torch.Tensor, cfg: ModelConfig,
@@ -130,9 +131,7 @@ def _loo_scores(state: AtlasState, truth: torch.Tensor, present: torch.Tensor, c
     camera = camera_for(cfg, truth.shape[-1])
     truth_u8, view = views_uint8(truth), state.input_view
     rendered = views_uint8(render_integrals(state, camera, cfg.physical.samples))
-    far = np.minimum(np.abs(np.arange(N_VIEWS) - view), N_VIEWS - np.abs(np.arange(N_VIEWS) - view)) * VIEW_STEP_DEG > 90.0
-    copy = np.repeat(truth_u8[view][None], N_VIEWS, axis=0)
-    mirror = np.where(far[:, None, None], copy[:, :, ::-1], copy)
+    copy, mirror = (copy_views(truth_u8[view], view, mirror_far_side=far) for far in (False, True))
     return {"novel_view_psnr": _novel_view_psnr(rendered, truth_u8, present, view),
             "baseline_copy": _novel_view_psnr(copy, truth_u8, present, view),
             "baseline_mirror": _novel_view_psnr(mirror, truth_u8, present, view),
