@@ -124,11 +124,19 @@ def fit_gain(prior_integrals: torch.Tensor, target: torch.Tensor, phys: Physical
     return bounded_gain(best if steps else raw.detach(), phys.max_gain)
 
 
+def gain_at(state: AtlasState, camera: DrrCamera, points: torch.Tensor) -> torch.Tensor:
+    """g(u_K(x)): the input view's gain at box-normalised points (..., 3) -> (...); the gain map's edge value
+    beyond the detector. `camera` is any size of the model's camera (the gain's own size is used)."""
+    where = detector_positions(camera.at_size(state.gain.shape[-1]), state.input_view, points.reshape(-1, 3))
+    gain = F.grid_sample(state.gain[None, None], where[None, None], mode="bilinear", padding_mode="border",
+                         align_corners=True)
+    return gain.reshape(points.shape[:-1])
+
+
 def render_integrals(state: AtlasState, camera: DrrCamera, n_samples: int, views=None, chunk: int = 4,
                      progress=None) -> torch.Tensor:
     """(V, S, S) line integrals of mu_A(x) g(u_K(x)) at `views` (default all), projector orientation."""
     views = list(range(camera.geometry.views)) if views is None else list(views)
-    gain_camera = camera.at_size(state.gain.shape[-1])
     out = []
     for start in range(0, len(views), chunk):
         samples, step_mm = ray_samples(camera, views[start:start + chunk], n_samples)
@@ -136,10 +144,7 @@ def render_integrals(state: AtlasState, camera: DrrCamera, n_samples: int, views
         flat = samples.reshape(1, n, height * width * depth, 3)
         values = F.grid_sample(state.volume[None, None], flat[:, None], mode="bilinear", padding_mode="zeros",
                                align_corners=False).reshape(n, height, width, depth)
-        where = detector_positions(gain_camera, state.input_view, flat[0])
-        gain = F.grid_sample(state.gain[None, None], where[None], mode="bilinear", padding_mode="border",
-                             align_corners=True).reshape(n, height, width, depth)
-        out.append((values * gain).sum(dim=-1) * step_mm)
+        out.append((values * gain_at(state, camera, samples)).sum(dim=-1) * step_mm)
         if progress is not None:
             progress(min(start + chunk, len(views)))
     return torch.cat(out)

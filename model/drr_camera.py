@@ -9,7 +9,7 @@ box faces). Images come out in the projector's orientation; the MedNeRF release 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -29,8 +29,7 @@ class DrrCamera:
         return self.geometry.detector_rows
 
     def at_size(self, size: int) -> "DrrCamera":
-        geometry = Geometry(**{**self.geometry.__dict__, "detector_rows": size, "detector_cols": size})
-        return DrrCamera(geometry, self.box_mm)
+        return DrrCamera(replace(self.geometry, detector_rows=size, detector_cols=size), self.box_mm)
 
 
 def camera_from_preset(preset: str, size: int, box_mm: float, views: int = 72, angle_step_deg: float = 5.0,

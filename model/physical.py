@@ -25,13 +25,12 @@ from umed_common.measures import psnr
 from umed_common.protocol import N_VIEWS, VIEW_STEP_DEG, copy_views
 
 from .atlas import blend, reconstruct_volume, similarity_matrix, warp_volumes
-from .atlas_fit import AtlasState, fit_gain, fit_latent, history_frame, render_integrals, views_uint8
+from .atlas_fit import AtlasState, fit_gain, fit_latent, gain_at, history_frame, render_integrals, views_uint8
 from .checkpoint import read_checkpoint, resolve_run, save_checkpoint
-from .config import ModelConfig, PhysicalConfig, parse_loss_weights
+from .config import ModelConfig, parse_loss_weights
 from .data import discover_drr_images, select_patients, to_model_range
 from .distributed import DistContext, finish_distributed, init_distributed
-from .drr_camera import (DrrCamera, camera_from_preset, detector_positions, line_integrals, ray_samples,
-                         to_release_orientation)
+from .drr_camera import DrrCamera, camera_from_preset, line_integrals, ray_samples, to_release_orientation
 from .fit_result import FinetuneResult, prepare_xray
 from .perceptual import build_perceptual
 from .uncertainty import build_weighting
@@ -69,7 +68,7 @@ def geometry_from_data(cfg: ModelConfig, data_dir) -> ModelConfig:
     if width != height or step != VIEW_STEP_DEG or start != 0.0:
         raise UserError(f"{data_dir}: geometry.json has a non-square detector or views other than k x "
                         f"{VIEW_STEP_DEG} deg; the physical model needs MedNeRF's protocol")
-    cfg.physical = PhysicalConfig(**{**cfg.physical.__dict__, "sad_mm": sad, "sid_mm": sid, "detector_mm": width})
+    cfg.physical = dataclasses.replace(cfg.physical, sad_mm=sad, sid_mm=sid, detector_mm=width)
     return cfg
 
 
@@ -159,15 +158,15 @@ def calibrate(cfg: ModelConfig, volumes: dict[str, torch.Tensor], patients: dict
     train_size, for every pose_prior candidate; pick the best mean novel-view PSNR. Never sees evaluation data."""
     phys, names = cfg.physical, sorted(volumes)
     scores = {str(c): [] for c in phys.pose_prior_candidates}
-    left_out = calibration_patients(names, phys.calibration_patients)
-    jobs = [(c, p, v) for c in phys.pose_prior_candidates for p in left_out for v in phys.calibration_views]
+    jobs = [(c, p, v) for c in phys.pose_prior_candidates
+            for p in calibration_patients(names, phys.calibration_patients) for v in phys.calibration_views]
     truths = {n: _patient_truth(patients[n], phys.train_size) for n in names}
+    small_cfg = dataclasses.replace(cfg, image_size=phys.train_size)
     for candidate, left_out, view in tqdm(jobs, desc="calibrate", unit="fit", disable=not progress):
         truth, present = truths[left_out]
         if not present[view]:
             continue
         atlas = torch.stack([volumes[n] for n in names if n != left_out])
-        small_cfg = _at_size(cfg, phys.train_size)
         state = fit_single_view(atlas, truth[view], view, small_cfg, None, perceptual, candidate)
         others = torch.stack([truths[n][0] for n in names if n != left_out])
         scores[str(candidate)].append({"patient": left_out, "input_view": view,
@@ -176,10 +175,6 @@ def calibrate(cfg: ModelConfig, volumes: dict[str, torch.Tensor], patients: dict
     best = max(means, key=means.get)
     return {"method": "leave one training patient out, learned loss weights, at train_size",
             "pose_prior_candidates": means, "chosen_pose_prior": float(best), "fits": scores}
-
-
-def _at_size(cfg: ModelConfig, size: int) -> ModelConfig:
-    return dataclasses.replace(cfg, image_size=size)
 
 
 def train_physical(cfg: ModelConfig, data_dir, out_dir, *, holdout: Sequence[str] = (), device: str = "auto",
@@ -206,7 +201,7 @@ def train_physical(cfg: ModelConfig, data_dir, out_dir, *, holdout: Sequence[str
         record = {"chosen_pose_prior": phys.pose_prior, "method": "config value (calibration off or one patient)"}
         if phys.calibrate and len(volumes) >= 2:
             record = calibrate(cfg, volumes, patients, perceptual, progress)
-            cfg.physical = PhysicalConfig(**{**phys.__dict__, "pose_prior": record["chosen_pose_prior"]})
+            cfg.physical = dataclasses.replace(phys, pose_prior=record["chosen_pose_prior"])
         record.update({"checkpoint": "model.pt", "training_patients": sorted(volumes), "holdout": sorted(holdout),
                        "input_view": "given by --input-view-index (the angle is that view's), else searched",
                        "view_step_deg": camera_for(cfg, 8).geometry.angle_step_deg, "seconds": round(time.monotonic() - began, 1)})
@@ -254,7 +249,7 @@ def finetune_physical(checkpoint, xray: np.ndarray, *, input_view_index: int | N
     if not torch.isfinite(atlas).all():
         raise UserError(f"{path}: the atlas holds non-finite values")
     if gain_steps is not None:
-        cfg.physical = PhysicalConfig(**{**cfg.physical.__dict__, "gain_steps": gain_steps})
+        cfg.physical = dataclasses.replace(cfg.physical, gain_steps=gain_steps)
     weights = None if loss_weights is None else parse_loss_weights(loss_weights)
     perceptual = build_perceptual(cfg.perceptual, perceptual_weights)
     target = to_release_orientation((prepare_xray(xray, cfg.image_size) + 1) / 2)
@@ -274,13 +269,9 @@ def finetune_physical(checkpoint, xray: np.ndarray, *, input_view_index: int | N
 
 def fitted_attenuation(state: AtlasState, camera: DrrCamera) -> torch.Tensor:
     """(D, H, W) mu per mm of the fitted patient on the atlas grid: mu_A(x) g(u_K(x))."""
-    depth, height, width = state.volume.shape
-    axes = [(torch.arange(n, dtype=torch.float32) + 0.5) / n * 2 - 1 for n in (depth, height, width)]
+    axes = [(torch.arange(n, dtype=torch.float32) + 0.5) / n * 2 - 1 for n in state.volume.shape]
     z, y, x = torch.meshgrid(*axes, indexing="ij")
-    where = detector_positions(camera.at_size(state.gain.shape[-1]), state.input_view, torch.stack([x, y, z], -1))
-    gain = torch.nn.functional.grid_sample(state.gain[None, None], where.reshape(1, 1, -1, 2), mode="bilinear",
-                                           padding_mode="border", align_corners=True).reshape(depth, height, width)
-    return state.volume * gain
+    return state.volume * gain_at(state, camera, torch.stack([x, y, z], -1))
 
 
 def sample_atlas_images(checkpoint, n: int, *, seed: int = 0) -> np.ndarray:
