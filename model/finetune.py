@@ -20,7 +20,7 @@ from umed_common.protocol import N_VIEWS
 from .checkpoint import read_checkpoint, resolve_run
 from .fit_result import FinetuneResult, prepare_xray  # noqa: F401  (public here too)
 from .config import parse_loss_weights
-from .inference import LoadedModel, load_checkpoint, render_gray, to_gray, view_poses
+from .inference import LoadedModel, model_from_checkpoint, render_gray, to_gray, view_poses
 from .losses import mse_loss
 from .perceptual import build_perceptual
 from .pose_search import search_latent_and_azimuth
@@ -128,13 +128,15 @@ def finetune(checkpoint: str | Path, xray: np.ndarray, *, input_view_index: int 
         raise UserError(f"input view index {input_view_index}: must be in 0..{N_VIEWS - 1}")
     check_overrides(lr, render_size, z_candidates)
     weights = parse_loss_weights(loss_weights)
-    from .physical import finetune_physical
-    if read_checkpoint(resolve_run(checkpoint))[0].family == "physical":
-        return finetune_physical(checkpoint, xray, input_view_index=input_view_index, loss_weights=weights,
-                                 perceptual_weights=perceptual_weights, progress=progress, gain_steps=max_iters,
-                                 psnr_target=psnr_target)
+    path = resolve_run(checkpoint)
+    saved_cfg, payload = read_checkpoint(path)   # read once: it picks the family and then loads the model
+    if saved_cfg.family == "physical":
+        from .physical import fit_physical
+        return fit_physical(saved_cfg, payload, path, xray, input_view_index=input_view_index, loss_weights=weights,
+                            perceptual_weights=perceptual_weights, progress=progress, gain_steps=max_iters,
+                            psnr_target=psnr_target)
     input_view_index = 0 if input_view_index is None else input_view_index
-    model = load_checkpoint(checkpoint, device)
+    model = model_from_checkpoint(saved_cfg, payload, path, device)
     overrides = {k: v for k, v in {"lr": lr, "view_step_deg": view_step_deg,
                                    "render_size": render_size, "z_candidates": z_candidates}.items()
                  if v is not None}

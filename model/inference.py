@@ -30,7 +30,11 @@ class LoadedModel:
 
 def load_checkpoint(path: str | Path, device: str = "auto") -> LoadedModel:
     """The EMA generator of a training checkpoint; a foreign or mismatching file is a UserError."""
-    cfg, payload = read_checkpoint(resolve_run(path))
+    return model_from_checkpoint(*read_checkpoint(resolve_run(path)), path, device)
+
+
+def model_from_checkpoint(cfg: ModelConfig, payload: dict, path: str | Path, device: str = "auto") -> LoadedModel:
+    """load_checkpoint for a checkpoint already read (read_checkpoint's config and payload)."""
     target = resolve_device(device)
     if cfg.family == "physical":   # an attenuation atlas, no generator network (model.physical)
         return LoadedModel(cfg, None, cfg.image_size, target)

@@ -242,7 +242,15 @@ def finetune_physical(checkpoint, xray: np.ndarray, *, input_view_index: int | N
                       psnr_target: float | None = None):
     """One X-ray ((H, W), any size) -> FinetuneResult with the 72 views (file k = DRR view k)."""
     path = resolve_run(checkpoint)
-    cfg, payload = read_checkpoint(path)
+    return fit_physical(*read_checkpoint(path), path, xray, input_view_index=input_view_index,
+                        loss_weights=loss_weights, perceptual_weights=perceptual_weights, progress=progress,
+                        gain_steps=gain_steps, psnr_target=psnr_target)
+
+
+def fit_physical(cfg: ModelConfig, payload: dict, path: Path, xray: np.ndarray, *, input_view_index: int | None,
+                 loss_weights, perceptual_weights=None, progress: bool = True, gain_steps: int | None = None,
+                 psnr_target: float | None = None):
+    """finetune_physical for a checkpoint already read (read_checkpoint's config and payload of `path`)."""
     if cfg.family != "physical":
         raise UserError(f"{path}: not a physical-family checkpoint")
     atlas = payload["atlas"].float()
