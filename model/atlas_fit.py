@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 
 from umed_common.images import minmax_to_uint8
-from umed_common.measures import psnr, ssim
 
 from .atlas import blend, bounded_gain, fit_scale, raw_from_gain, similarity_matrix, warp_volumes
 from .config import PhysicalConfig
 from .drr_camera import DrrCamera, detector_positions, line_integrals, ray_samples, to_release_orientation
+from .fit_result import input_view_metrics
 
 HISTORY_COLUMNS = ["stage", "iteration", "loss", "loss_r", "loss_mse", "sigma_1", "sigma_2", "psnr", "ssim"]
 
@@ -40,13 +40,6 @@ class AtlasState:
     pose: torch.Tensor          # (4,) see atlas.similarity_matrix
 
 
-def image_metrics(prediction: torch.Tensor, target_u8: np.ndarray) -> tuple[float, float]:
-    """PSNR and SSIM of a float image against a uint8 target, both min-max normalised (paper convention)."""
-    pred_u8 = minmax_to_uint8(prediction.detach().cpu().numpy())
-    as_tensor = lambda a: torch.from_numpy(a.astype(np.float32))[None, None]  # noqa: E731
-    return float(psnr(pred_u8.astype(np.float64), target_u8.astype(np.float64), 255.0)), float(ssim(as_tensor(pred_u8), as_tensor(target_u8), 255.0))
-
-
 def weighted_loss(prediction, target, weighting, perceptual) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Eq. 5 (or fixed weights) over (L_r, L_MSE) of (H, W) images in [0, 1], compared in [-1, 1]."""
     pred, true = prediction[None, None] * 2 - 1, target[None, None] * 2 - 1
@@ -55,7 +48,7 @@ def weighted_loss(prediction, target, weighting, perceptual) -> tuple[torch.Tens
 
 
 def _row(stage, iteration, loss, loss_r, loss_mse, weighting, prediction, target_u8) -> dict:
-    psnr, ssim_value = image_metrics(prediction, target_u8)
+    psnr, ssim_value = input_view_metrics(prediction, target_u8)
     sigma = weighting.sigmas().detach().cpu().tolist()
     return {"stage": stage, "iteration": iteration, "loss": float(loss.detach()), "loss_r": float(loss_r.detach()),
             "loss_mse": float(loss_mse.detach()), "sigma_1": sigma[0], "sigma_2": sigma[1], "psnr": psnr, "ssim": ssim_value}

@@ -14,11 +14,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from umed_common.errors import UserError
-from umed_common.measures import minmax_to_uint8, psnr, ssim
+from umed_common.measures import minmax_to_uint8
 from umed_common.protocol import N_VIEWS
 
 from .checkpoint import read_checkpoint, resolve_run
-from .fit_result import FinetuneResult, prepare_xray  # noqa: F401  (public here too)
+from .fit_result import FinetuneResult, input_view_metrics, prepare_xray  # noqa: F401  (public here too)
 from .config import parse_loss_weights
 from .inference import LoadedModel, model_from_checkpoint, render_gray, to_gray, view_poses
 from .losses import mse_loss
@@ -29,18 +29,6 @@ from .uncertainty import build_weighting
 
 RMSPROP_ALPHA = 0.99  # torch's default smoothing constant
 _STREAM_FINETUNE_Z = 6
-
-
-def psnr_uint8(prediction: np.ndarray, target: np.ndarray) -> float:
-    """PSNR (dB) of two (H, W) uint8 images; the name model.atlas_fit imports."""
-    return psnr(prediction, target, data_range=255.0)
-
-
-def _step_metrics(render: torch.Tensor, target_u8: np.ndarray) -> tuple[float, float]:
-    pred_u8 = minmax_to_uint8(render.detach().cpu().numpy())
-    pred_t = torch.from_numpy(pred_u8.astype(np.float32))[None, None]
-    ssim_value = float(ssim(pred_t, torch.from_numpy(target_u8.astype(np.float32))[None, None], 255.0))
-    return psnr(pred_u8, target_u8, data_range=255.0), ssim_value
 
 
 def rmsprop_bias_correction(step: int) -> float:
@@ -80,7 +68,7 @@ def _optimise(model: LoadedModel, generator, z, pose, target, weights, max_iters
         render = to_gray(generator.render_image_with_grad(z, pose, size, chunk_rays=cfg.render_chunk))[:, None]
         loss_r, loss_mse = perceptual(render, target_img), mse_loss(render, target_img)
         loss = weighting(torch.stack([loss_r, loss_mse]))
-        psnr, ssim_value = _step_metrics(render[0, 0], target_u8)
+        psnr, ssim_value = input_view_metrics(render[0, 0], target_u8)
         if psnr > best_psnr:  # RMSprop steps make the input-view PSNR jump by dB; keep the best weights
             best_psnr, best_state = psnr, copy.deepcopy(generator.state_dict())
         reached = psnr_target is not None and psnr >= psnr_target

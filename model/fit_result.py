@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from umed_common.errors import UserError
 from umed_common.images import minmax_to_uint8
+from umed_common.measures import psnr, ssim
 
 
 @dataclass
@@ -36,3 +37,11 @@ def prepare_xray(xray: np.ndarray, size: int) -> torch.Tensor:
                       stacklevel=3)
         image = F.interpolate(image, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return image[0, 0]
+
+
+def input_view_metrics(render: torch.Tensor, target_u8: np.ndarray) -> tuple[float, float]:
+    """PSNR and SSIM of a float (H, W) render against the uint8 X-ray, the render min-max normalised to 8 bits
+    first (the paper's convention); what both families log per fitting step."""
+    pred_u8 = minmax_to_uint8(render.detach().cpu().numpy())
+    as_tensor = lambda a: torch.from_numpy(a.astype(np.float32))[None, None]  # noqa: E731
+    return psnr(pred_u8, target_u8, data_range=255.0), float(ssim(as_tensor(pred_u8), as_tensor(target_u8), 255.0))

@@ -13,7 +13,7 @@ from drr.projector import project
 from drr.writer import mednerf_uint8
 from model import cli_finetune, cli_train
 from model.atlas import bounded_gain, fit_scale, raw_from_gain, similarity_matrix, warp_volumes
-from model.atlas_fit import image_metrics
+from model.fit_result import input_view_metrics
 from model.config import config_from_dict
 from model.drr_camera import (camera_from_preset, detector_positions, line_integrals, ray_samples,
                               to_release_orientation)
@@ -137,7 +137,7 @@ def test_fitting_schedule_latent_then_gain_reaches_the_input_view():
     from model.atlas_fit import render_integrals
     rendered = render_integrals(state, camera, 64, views=[9])[0]
     from umed_common.measures import minmax_to_uint8
-    psnr, _ = image_metrics(rendered, minmax_to_uint8(target.numpy()))
+    psnr, _ = input_view_metrics(rendered, minmax_to_uint8(target.numpy()))
     assert psnr > 30.0
     # upstream's protocol: the gain stage stops at the first step that reaches the target (here at once)
     rows = []
