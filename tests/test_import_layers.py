@@ -2,7 +2,8 @@
 
 Imports are read with `ast` (nothing is executed), lazy ones inside functions included. Layering
 (docs/STYLE.md, "nothing reaches back"): umed_common imports none of our packages; drr and
-data_manifests only umed_common; model drr and umed_common; benchmark may import all.
+data_manifests only umed_common; model drr and umed_common; benchmark all of those; demo, on top,
+all of them (and nothing imports demo).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ ALLOWED = {
     "data_manifests": {"data_manifests", "umed_common"},
     "model": {"model", "drr", "umed_common"},
     "benchmark": {"benchmark", "model", "drr", "umed_common", "data_manifests"},
+    "demo": {"demo", "benchmark", "model", "drr", "umed_common", "data_manifests"},
 }
 
 
@@ -99,6 +101,7 @@ def test_graph_sees_relative_absolute_and_lazy_imports():
     assert "model.config" in graph["model.finetune"]                # relative
     assert "model.api" in graph["benchmark.single_view"]            # `from model import api`, inside a function
     assert "model.api" not in import_graph(import_time_only=True)["benchmark.single_view"]
+    assert "demo.report" in graph["demo.cli"] and "demo.phantoms" in graph["demo.report"]
 
 
 @pytest.mark.parametrize("package", sorted(ALLOWED))

@@ -18,13 +18,18 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from benchmark.exports import novel_view_verdicts
+from benchmark.plots import contact_sheet, per_view_psnr
+from benchmark.single_view import (BASELINE_COPY, BASELINE_MEAN, BASELINE_MIRROR, load_patient,
+                                   mean_training_views, score_rows)
+from drr.volume_io import discover_cases, load_case
+from model.api import discover_drr_images, sample_images
 from umed_common.atomic import atomic_path, write_text_atomic
 from umed_common.errors import UserError
-from umed_common.protocol import N_VIEWS
+from umed_common.images import read_gray
+from umed_common.protocol import N_VIEWS, VIEW_STEP_DEG, copy_views
 
-from .plots import contact_sheet, per_view_psnr
-from .single_view import (BASELINE_COPY, BASELINE_MEAN, BASELINE_MIRROR, copy_views,
-                          load_patient, mean_training_views, score_rows)
+from .phantoms import phantom_name
 
 MODEL = "model (umed-finetune)"
 DATASET = "phantoms"
@@ -57,16 +62,14 @@ def score_held_out(out: Path, held_out: Sequence[str], input_view: int) -> tuple
 
     Returns (rows, images) with images[(method, patient)] = (72, H, W) uint8.
     """
-    from model.api import discover_drr_images  # noqa: PLC0415 - the model package reads DRR folders
-
     discovered = discover_drr_images(out / "drr")
     first = rendered_views(out / "finetune" / held_out[0])
-    size = np.asarray(_read(first[0])).shape
+    size = np.asarray(read_gray(first[0])).shape
     mean_views = mean_training_views(discovered, tuple(held_out), size)
     rows, images = [], {}
     for patient in held_out:
         truth = load_patient(discovered[patient], size)
-        renders = np.stack([_read(p) for p in rendered_views(out / "finetune" / patient).values()])
+        renders = np.stack([read_gray(p) for p in rendered_views(out / "finetune" / patient).values()])
         candidates = {MODEL: renders,
                       BASELINE_COPY: copy_views(truth.images[input_view], input_view, mirror_far_side=False),
                       BASELINE_MIRROR: copy_views(truth.images[input_view], input_view, mirror_far_side=True),
@@ -79,12 +82,6 @@ def score_held_out(out: Path, held_out: Sequence[str], input_view: int) -> tuple
     return pd.DataFrame(rows), images
 
 
-def _read(path: Path) -> np.ndarray:
-    from umed_common.images import read_gray  # noqa: PLC0415
-
-    return read_gray(path)
-
-
 def summarise(rows: pd.DataFrame, input_view: int) -> pd.DataFrame:
     """Mean PSNR/SSIM over the novel views (all but the input) and at the input view, per method and phantom."""
     novel = rows[rows.view != input_view].groupby(["method", "patient", "metric"]).value.mean()
@@ -94,18 +91,17 @@ def summarise(rows: pd.DataFrame, input_view: int) -> pd.DataFrame:
     return table.reset_index()
 
 
-def verdict(summary: pd.DataFrame) -> tuple[bool, str]:
-    """Does the model beat the strongest baseline (per phantom) on the novel views of every held-out phantom?"""
-    model = summary[summary.method == MODEL].set_index("patient").psnr_novel
-    baselines = summary[summary.method.isin(BASELINES)].pivot(index="patient", columns="method", values="psnr_novel")
-    strongest = baselines.idxmax(axis=1)
-    wins = {p: model[p] > baselines.loc[p, strongest[p]] for p in model.index}
-    parts = ", ".join(f"{p}: {model[p]:.2f} vs {baselines.loc[p, strongest[p]]:.2f} dB "
-                      f"({SHORT_LABELS[strongest[p]]})" for p in model.index)
-    beats = all(wins.values())
+def verdict(rows: pd.DataFrame) -> tuple[bool, str]:
+    """Does the model win against the strongest baseline (per phantom) on the novel views of every held-out
+    phantom? A win as umed-bench counts it (benchmark.exports.novel_view_verdicts)."""
+    verdicts = novel_view_verdicts(rows, BASELINES)
+    model = verdicts[verdicts.method == MODEL]
+    parts = ", ".join(f"{r.patient}: {r.psnr_novel:.2f} vs {r.baseline_psnr:.2f} dB "
+                      f"({SHORT_LABELS[r.strongest_baseline]})" for r in model.itertuples())
+    beats = bool(len(model)) and bool(model.wins.all())
     claim = "beats" if beats else "does NOT beat"
     return beats, (f"Novel-view PSNR of the model {claim} the strongest baseline on every held-out "
-                   f"phantom ({parts}).")
+                   f"phantom by at least 1 dB with a higher SSIM ({parts}).")
 
 
 def stage_blocks(records: Sequence[dict]) -> list[Block]:
@@ -167,7 +163,7 @@ def write_report(out: Path, settings: dict, held_out: Sequence[str], input_view:
     summary = summarise(rows, input_view)
     with atomic_path(files / "held_out_summary.csv") as tmp:
         summary.to_csv(tmp, index=False)
-    beats, sentence = verdict(summary)
+    beats, sentence = verdict(rows)
     phantom_figure(out / "phantoms", held_out, files / "phantoms.png")
     drr_sheet_figure(out / "drr", settings_names(settings), held_out, files / "drrs.png")
     per_view_psnr(rows, DATASET, files / "psnr_per_view.png")
@@ -186,8 +182,6 @@ def write_report(out: Path, settings: dict, held_out: Sequence[str], input_view:
 def phantom_figure(folder: Path, held_out: Sequence[str], path: Path) -> None:
     """Central coronal and sagittal slice of every phantom, read back through drr's volume reader."""
     import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    from drr.volume_io import discover_cases, load_case  # noqa: PLC0415
 
     cases = sorted(discover_cases(folder)[0], key=lambda case: case.case_id)
     figure, axes = plt.subplots(2, len(cases), figsize=(1.5 * len(cases), 3.4), squeeze=False,
@@ -217,10 +211,10 @@ def drr_sheet_figure(folder: Path, names: Sequence[str], held_out: Sequence[str]
     for row, name in enumerate(names):
         for column, view in enumerate(DRR_SHEET_VIEWS):
             axis = axes[row, column]
-            axis.imshow(_read(folder / f"{name}_xray{view:04d}.png"), cmap="gray", vmin=0, vmax=255)
+            axis.imshow(read_gray(folder / f"{name}_xray{view:04d}.png"), cmap="gray", vmin=0, vmax=255)
             axis.set_xticks([]), axis.set_yticks([])
             if row == 0:
-                axis.set_title(f"{view * 5} deg", fontsize=7)
+                axis.set_title(f"{view * VIEW_STEP_DEG:g} deg", fontsize=7)
         axes[row, 0].set_ylabel(name + ("\n(held out)" if name in held_out else ""), fontsize=6)
     figure.suptitle("DRRs (drr-generate, knee preset)", fontsize=8)
     _save(figure, path)
@@ -239,8 +233,6 @@ def _calibration_bars(axis, calibration: dict) -> None:
 def training_figure(train: Path, device: str, seed: int, path: Path) -> None:
     """umed-train's losses over iterations, and eight samples of the trained generator (random z and pose)."""
     import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    from model.api import sample_images  # noqa: PLC0415
 
     samples = sample_images(train / "model.pt", 8, device=device, seed=seed, progress=False)
     figure = plt.figure(figsize=(11, 3.2), layout="constrained")
@@ -273,8 +265,6 @@ def _save(figure, path: Path) -> None:
 
 
 def settings_names(settings: dict) -> list[str]:
-    from drr.phantoms import phantom_name  # noqa: PLC0415
-
     return [phantom_name(i) for i in range(settings["phantoms"])]
 
 
@@ -283,13 +273,13 @@ def report_blocks(out: Path, settings: dict, held_out: Sequence[str], input_view
     names = ", ".join(held_out)
     table_rows = [[r.method, r.patient, f"{r.psnr_novel:.2f}", f"{r.ssim_novel:.3f}", f"{r.psnr_input:.2f}",
                    f"{r.ssim_input:.3f}"] for r in summary.itertuples()]
-    angles = ", ".join(f"{v * 5}°" for v in DRR_SHEET_VIEWS)
+    angles = ", ".join(f"{v * VIEW_STEP_DEG:g}°" for v in DRR_SHEET_VIEWS)
     return [
         ("h1", "umed-demo report"),
         ("p", "Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()) + "."),
         ("p", f"**{sentence}**"),
         ("h2", "Held-out phantoms: novel views"),
-        ("p", f"Fine-tuned on view {input_view} ({input_view * 5}°) of each held-out phantom ({names}), scored on "
+        ("p", f"Fine-tuned on view {input_view} ({input_view * VIEW_STEP_DEG:g}°) of each held-out phantom ({names}), scored on "
               f"the other {N_VIEWS - 1} views (novel) and on the input view, PSNR dB / SSIM on min-max "
               "normalised 8-bit images. Baselines: the input copied to every view; the input copied and "
               "mirrored left-right beyond 90 degrees; the mean training image of each view."),

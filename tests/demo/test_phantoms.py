@@ -1,10 +1,10 @@
-"""Procedural knee phantoms (drr/phantoms.py): determinism, anatomy, files."""
+"""Procedural knee phantoms (demo/phantoms.py): determinism, anatomy, files."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from drr import phantoms
+from demo import phantoms
 from umed_common.errors import UserError
 
 SMALL = dict(zip(("shape_zyx", "spacing_xyz"), phantoms.shape_for(48)))  # (40, 48, 48) voxels of 4 mm

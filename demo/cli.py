@@ -1,4 +1,4 @@
-"""`umed-demo`: the whole pipeline on procedural knee phantoms, offline, end to end.
+"""`umed-demo` (demo.cli): the whole pipeline on procedural knee phantoms, offline, end to end.
 
 phantoms (NIfTI and DICOM) -> `drr-generate` -> `umed-train` on all but two
 phantoms -> `umed-finetune` on one view of each held-out phantom ->
@@ -27,9 +27,13 @@ from typing import Sequence
 
 import yaml
 
+from model.config import CONFIG_DIR, load_config
 from umed_common.atomic import ensure_writable_dir, write_json_atomic, write_text_atomic
 from umed_common.device import add_device_argument, resolve_device
 from umed_common.errors import UserError, cli_entry
+
+from .phantoms import phantom_name
+from .report import write_report
 
 HELD_OUT = 2  # phantoms kept out of training and used for evaluation
 INPUT_VIEW = 0  # the one X-ray given to fine-tuning: view 0 (0 degrees)
@@ -52,8 +56,6 @@ class DemoSettings:
     finetune_iters: int | None
 
     def phantom_names(self) -> list[str]:
-        from drr.phantoms import phantom_name  # noqa: PLC0415
-
         return [phantom_name(i) for i in range(self.phantoms)]
 
     def held_out(self) -> list[str]:
@@ -80,8 +82,6 @@ def model_config(name_or_path: str) -> str:
 
     The config is loaded once here so a mistake in it stops the demo before any stage runs.
     """
-    from model.config import CONFIG_DIR, load_config  # noqa: PLC0415
-
     bundled = (CONFIG_DIR / f"{name_or_path}.yaml").is_file()
     chosen = name_or_path if bundled else str(Path(name_or_path).expanduser().resolve())
     load_config(chosen)
@@ -118,7 +118,7 @@ def plan(settings: DemoSettings) -> list[Stage]:
                  for name in settings.held_out()]
     return [
         Stage("phantoms", "procedural knee CT phantoms (NIfTI and DICOM)",
-              [sys.executable, "-m", "drr.phantoms", "phantoms", "--n", str(settings.phantoms),
+              [sys.executable, "-m", "demo.phantoms", "phantoms", "--n", str(settings.phantoms),
                "--size", str(settings.phantom_size), *seed], ("phantoms",)),
         # The fast projector matches exact Siddon to NCC 0.9999 on these phantoms, ~10x sooner.
         Stage("drr", "DRRs: 72 views per phantom, knee preset, MedNeRF layout",
@@ -234,8 +234,6 @@ def discard_partial(stage: Stage, out: Path) -> None:
 
 def run_demo(settings: DemoSettings, out: Path, overwrite: bool = False) -> Path:
     """Run (or resume) every stage and write the report; returns the report's path."""
-    from benchmark.demo_report import write_report  # noqa: PLC0415
-
     prepare_out(out, settings, overwrite)
     stages = plan(settings)
     records = []

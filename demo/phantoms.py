@@ -1,4 +1,4 @@
-"""Procedural knee-like CT phantoms: the embedded default dataset made by code.
+"""Procedural knee-like CT phantoms: the demo's dataset made by code (`python -m demo.phantoms OUT`).
 
 A phantom is a cut through a leg around the knee joint, in Hounsfield units:
 femur from the top and tibia (with the fibula) from the bottom as cortical
@@ -30,6 +30,7 @@ import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
 
+from drr.dicom_io import write_dicom_series
 from umed_common.atomic import atomic_path
 from umed_common.errors import UserError
 
@@ -324,8 +325,6 @@ def write_dicom(hu_zyx: np.ndarray, spacing_xyz: Sequence[float], folder: Path, 
     The series goes to a temporary sibling folder that is renamed into place,
     so an interrupted run never leaves half a series behind.
     """
-    from drr.dicom_io import write_dicom_series  # noqa: PLC0415 - drr's own DICOM writer
-
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     try:
         write_dicom_series(hu_zyx, tuple(spacing_xyz), volume_origin_xyz(hu_zyx.shape, spacing_xyz),
@@ -390,8 +389,8 @@ def _target(out_dir: Path, index: int, fmt: str) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m drr.phantoms OUT [--n N] [--seed S] [--formats nifti dicom] [--overwrite]`."""
-    parser = argparse.ArgumentParser(prog="python -m drr.phantoms",
+    """`python -m demo.phantoms OUT [--n N] [--seed S] [--formats nifti dicom] [--overwrite]`."""
+    parser = argparse.ArgumentParser(prog="python -m demo.phantoms",
                                      description="Write a population of procedural knee CT phantoms.")
     parser.add_argument("out", help="output folder")
     parser.add_argument("--n", type=int, default=8, help="number of phantoms (default 8)")
@@ -413,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from drr.phantoms import main as _main  # named drr.phantoms, not __main__, in error messages
+    from demo.phantoms import main as _main  # named demo.phantoms, not __main__, in error messages
     from umed_common.errors import cli_entry  # noqa: PLC0415
 
     raise SystemExit(cli_entry(_main)())

@@ -1,4 +1,4 @@
-"""umed-demo (benchmark/demo.py) and its report (benchmark/demo_report.py)."""
+"""umed-demo (demo/cli.py) and its report (demo/report.py)."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark import demo, demo_report
+from demo import cli as demo
+from demo import report as demo_report
 from benchmark.config import parse_config
 from benchmark.single_view import BASELINE_COPY, BASELINE_MEAN, BASELINE_MIRROR
 from umed_common.errors import UserError
@@ -86,15 +87,26 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     assert not (tmp_path / "demo.json").exists()
 
 
-def test_verdict_compares_with_the_strongest_baseline_per_phantom():
+def _scores(psnr_novel: dict[tuple[str, str], float], ssim_novel: float = 0.5) -> pd.DataFrame:
+    """Tidy rows as score_held_out writes them: view 0 is the input, views 1 and 2 novel."""
+    rows = [{"dataset": demo_report.DATASET, "method": method, "patient": patient, "input_view": 0, "view": view,
+             "convention": "paper", "metric": metric, "value": value}
+            for (method, patient), psnr in psnr_novel.items() for view in range(3)
+            for metric, value in (("psnr", 40.0 if view == 0 else psnr),
+                                  ("ssim", 0.9 if view == 0 else ssim_novel + (method == demo_report.MODEL) / 10))]
+    return pd.DataFrame(rows)
+
+
+def test_verdict_is_the_benchmarks_against_the_strongest_baseline_per_phantom():
     methods = [demo_report.MODEL, BASELINE_COPY, BASELINE_MIRROR, BASELINE_MEAN]
-    summary = pd.DataFrame({"method": methods * 2, "patient": ["a"] * 4 + ["b"] * 4,
-                            "psnr_novel": [20.0, 18.0, 19.5, 12.0, 19.0, 18.0, 19.2, 12.0]})
-    beats, sentence = demo_report.verdict(summary)
+    psnr = dict(zip([(m, p) for p in "ab" for m in methods], [21.0, 18.0, 19.5, 12.0, 19.0, 18.0, 19.2, 12.0]))
+    beats, sentence = demo_report.verdict(_scores(psnr))
     assert not beats and "does NOT beat" in sentence
     assert "b: 19.00 vs 19.20 dB (copy, mirrored far side)" in sentence
-    beats, _ = demo_report.verdict(summary.assign(psnr_novel=[20.0, 18.0, 19.5, 12.0, 19.3, 18.0, 19.2, 12.0]))
+    beats, _ = demo_report.verdict(_scores({**psnr, (demo_report.MODEL, "b"): 20.3}))
     assert beats
+    beats, _ = demo_report.verdict(_scores({**psnr, (demo_report.MODEL, "b"): 19.9}))
+    assert not beats  # ahead by 0.7 dB: under umed-bench's 1 dB margin
 
 
 def test_summary_separates_input_and_novel_views():
