@@ -47,6 +47,13 @@ def sample_pose_prior(cfg: CameraConfig, batch: int, generator: torch.Generator)
     return lows + u * (highs - lows)
 
 
+def view_poses(azimuth_deg: torch.Tensor, polar_deg: float, radius: float) -> torch.Tensor:
+    """(V,) azimuths -> (V, 3) pose parameters [azimuth_deg, polar_deg, radius] on one circle of the sphere."""
+    azimuth_deg = azimuth_deg.float()
+    return torch.stack([azimuth_deg, torch.full_like(azimuth_deg, polar_deg),
+                        torch.full_like(azimuth_deg, radius)], dim=1)
+
+
 def poses_from_params(params: torch.Tensor) -> Poses:
     """(B, 3) [azimuth_deg, polar_deg, radius] -> Poses."""
     return look_at_origin(params[:, 0], params[:, 1], params[:, 2])

@@ -20,7 +20,9 @@ from umed_common.protocol import N_VIEWS
 from .checkpoint import read_checkpoint, resolve_run
 from .fit_result import FinetuneResult, input_view_metrics, prepare_xray  # noqa: F401  (public here too)
 from .config import parse_loss_weights
-from .inference import LoadedModel, model_from_checkpoint, render_gray, to_gray, view_poses
+from .cameras import view_poses
+from .generator import to_gray
+from .inference import LoadedModel, model_from_checkpoint
 from .losses import mse_loss
 from .perceptual import build_perceptual
 from .pose_search import search_latent_and_azimuth
@@ -65,7 +67,7 @@ def _optimise(model: LoadedModel, generator, z, pose, target, weights, max_iters
     best_psnr, best_state = -math.inf, None
     bar = tqdm(range(1, max_iters + 1), disable=not progress, desc="fine-tune", unit="it")
     for iteration in bar:
-        render = to_gray(generator.render_image_with_grad(z, pose, size, chunk_rays=cfg.render_chunk))[:, None]
+        render = to_gray(generator.render(z, pose, size, cfg.render_chunk))[:, None]
         loss_r, loss_mse = perceptual(render, target_img), mse_loss(render, target_img)
         loss = weighting(torch.stack([loss_r, loss_mse]))
         psnr, ssim_value = input_view_metrics(render[0, 0], target_u8)
@@ -164,6 +166,8 @@ def view_azimuths(azimuth_deg: float, input_view_index: int, step_deg: float) ->
 def render_views(generator, z, azimuth_deg: float, input_view_index: int, cfg, progress: bool) -> np.ndarray:
     """(72, S, S) uint8 at the config's image size, each min-max normalised."""
     azimuths = view_azimuths(azimuth_deg, input_view_index, cfg.finetune.view_step_deg).float()
-    pose = view_poses(azimuths, cfg.finetune.polar_deg, cfg.finetune.radius)
-    images = render_gray(generator, z, pose, cfg.image_size, cfg.finetune.render_chunk, progress, f"{N_VIEWS} views")
+    pose = view_poses(azimuths, cfg.finetune.polar_deg, cfg.finetune.radius).to(z.device)
+    with torch.no_grad():
+        images = to_gray(generator.render(z, pose, cfg.image_size, cfg.finetune.render_chunk, progress,
+                                          f"{N_VIEWS} views"))
     return np.stack([minmax_to_uint8(image) for image in images.cpu().numpy()])

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+from tqdm import tqdm
 
 from .cameras import focal_length_px, poses_from_params, ray_directions, world_rays
 from .config import ModelConfig
@@ -88,21 +89,25 @@ class Generator(nn.Module):
             pixel = xray_intensity(line_integral(density, near, far, ray_norm))[..., None]
         return pixel * 2.0 - 1.0
 
-    @torch.no_grad()
-    def render_images(self, z: torch.Tensor, pose_params: torch.Tensor, image_size: int,
-                      chunk_rays: int = 8192) -> torch.Tensor:
-        """Deterministic full renders, chunked over rays to bound memory: (B, Z), (B, 3) -> (B, C, S, S)."""
-        grid = full_image_grid(image_size).to(z.device)
-        outs = []
-        for index in range(z.shape[0]):
-            outs.append(self.render_image_with_grad(z[index:index + 1], pose_params[index:index + 1],
-                                                    image_size, grid, chunk_rays))
-        return torch.cat(outs)
+    def render(self, z: torch.Tensor, pose_params: torch.Tensor, image_size: int, chunk_rays: int = 8192,
+               progress: bool = False, desc: str = "render") -> torch.Tensor:
+        """Deterministic full images, one pose at a time and chunked over rays to bound memory:
+        z (B or 1, Z), pose_params (B, 3) -> (B, C, S, S) in [-1, 1] (one z is shared by every pose).
 
-    def render_image_with_grad(self, z, pose_params, image_size, grid=None, chunk_rays: int = 8192):
-        """(1, Z), (1, 3) -> (1, C, S, S); keeps the autograd graph when grad is enabled."""
-        grid = full_image_grid(image_size).to(z.device) if grid is None else grid
-        flat = grid.reshape(1, -1, 1, 2)
-        pieces = [self.forward(z, pose_params, flat[:, start:start + chunk_rays], image_size)
-                  for start in range(0, flat.shape[1], chunk_rays)]
-        return torch.cat(pieces, dim=2).reshape(1, -1, image_size, image_size)
+        The one render entry point: gradients follow the caller's context, so evaluation wraps it in
+        torch.no_grad() and fine-tuning calls it as is and back-propagates through the image.
+        """
+        grid = full_image_grid(image_size).to(z.device).reshape(1, -1, 1, 2)
+        images = []
+        for index in tqdm(range(pose_params.shape[0]), disable=not progress, desc=desc, unit="view"):
+            latent = z[index:index + 1] if z.shape[0] > 1 else z
+            pose = pose_params[index:index + 1]
+            pieces = [self.forward(latent, pose, grid[:, start:start + chunk_rays], image_size)
+                      for start in range(0, grid.shape[1], chunk_rays)]
+            images.append(torch.cat(pieces, dim=2).reshape(1, -1, image_size, image_size))
+        return torch.cat(images)
+
+
+def to_gray(images: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, H, W): the mean over channels (emission renders replicate gray as RGB)."""
+    return images.mean(dim=1)

@@ -1,4 +1,4 @@
-"""Using a trained generator: load it from a checkpoint, render views, sample images."""
+"""Using a trained generator: load it from a checkpoint (either family) and sample images."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,7 +14,7 @@ from umed_common.measures import minmax_to_uint8
 from .cameras import sample_pose_prior
 from .checkpoint import load_state, read_checkpoint, resolve_run
 from .config import ModelConfig
-from .generator import Generator
+from .generator import Generator, to_gray
 from .train_step import seeded_generator
 
 _STREAM_SAMPLE_IMAGES = 5
@@ -44,29 +44,6 @@ def model_from_checkpoint(cfg: ModelConfig, payload: dict, path: str | Path, dev
     return LoadedModel(cfg, generator, cfg.image_size, target)
 
 
-def to_gray(images: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B, H, W): the mean over channels (emission renders replicate gray as RGB)."""
-    return images.mean(dim=1)
-
-
-def view_poses(azimuth_deg: torch.Tensor, polar_deg: float, radius: float) -> torch.Tensor:
-    """(V,) azimuths -> (V, 3) pose parameters at a fixed polar angle and radius."""
-    return torch.stack([azimuth_deg.float(), torch.full_like(azimuth_deg.float(), polar_deg),
-                        torch.full_like(azimuth_deg.float(), radius)], dim=1)
-
-
-def render_gray(generator: Generator, z: torch.Tensor, pose: torch.Tensor, size: int,
-                chunk_rays: int = 8192, progress: bool = False, desc: str = "render") -> torch.Tensor:
-    """One z (1, Z), V poses (V, 3) -> (V, size, size) in [-1, 1], deterministic, no grad."""
-    outs = []
-    for index in tqdm(range(pose.shape[0]), disable=not progress, desc=desc, unit="view"):
-        with torch.no_grad():
-            image = generator.render_image_with_grad(z, pose[index:index + 1].to(z.device), size,
-                                                     chunk_rays=chunk_rays)
-        outs.append(to_gray(image)[0])
-    return torch.stack(outs)
-
-
 def sample_images(checkpoint: str | Path, n: int, *, device: str = "auto", seed: int = 0, batch_size: int = 8,
                   progress: bool = True) -> np.ndarray:
     """(n, H, W) uint8: EMA renders of random z at poses from the prior, each min-max normalised.
@@ -84,8 +61,8 @@ def sample_images(checkpoint: str | Path, n: int, *, device: str = "auto", seed:
     for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)
         with torch.no_grad():
-            images = model.generator.render_images(z[start:stop].to(model.device), pose[start:stop],
-                                                   cfg.image_size, cfg.finetune.render_chunk)
+            images = model.generator.render(z[start:stop].to(model.device), pose[start:stop].to(model.device),
+                                            cfg.image_size, cfg.finetune.render_chunk)
         for offset, image in enumerate(to_gray(images).cpu().numpy()):
             out[start + offset] = minmax_to_uint8(image)
         bar.update(stop - start)

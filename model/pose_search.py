@@ -8,8 +8,8 @@ import torch
 
 from umed_common.measures import minmax_signed, ssim
 
-from .generator import Generator
-from .inference import render_gray, view_poses
+from .cameras import view_poses
+from .generator import Generator, to_gray
 
 
 def search_azimuth(generator: Generator, z: torch.Tensor, target: torch.Tensor, polar_deg: float,
@@ -20,8 +20,9 @@ def search_azimuth(generator: Generator, z: torch.Tensor, target: torch.Tensor, 
     Candidates: every step_deg over the full turn, unless `azimuths` (A,) are given."""
     if azimuths is None:
         azimuths = torch.arange(0.0, 360.0, step_deg)
-    renders = render_gray(generator, z, view_poses(azimuths, polar_deg, radius), target.shape[-1],
-                          chunk_rays, progress, desc="pose search")
+    poses = view_poses(azimuths, polar_deg, radius).to(z.device)
+    with torch.no_grad():
+        renders = to_gray(generator.render(z, poses, target.shape[-1], chunk_rays, progress, desc="pose search"))
     scores = ssim(minmax_signed(renders)[:, None], minmax_signed(target[None].to(renders))[:, None]
                   .expand(len(azimuths), -1, -1, -1), data_range=2.0)
     best = int(torch.argmax(scores))

@@ -26,8 +26,10 @@ from umed_common.images import read_gray
 from umed_common.measures import ncc, resize_gray
 from umed_common.protocol import N_VIEWS, VIEW_STEP_DEG
 
+from .cameras import view_poses
 from .data import discover_drr_images
-from .inference import load_checkpoint, render_gray, view_poses
+from .generator import to_gray
+from .inference import load_checkpoint
 
 
 def best_match(turn: np.ndarray, views: dict[int, np.ndarray], sense: int) -> float:
@@ -59,7 +61,8 @@ def measure(checkpoint: str, data: str, holdout: tuple[str, ...], samples: int, 
     rows = []
     for sample in range(samples):
         z = torch.randn(1, model.config.z_dim, generator=generator).to(model.device)
-        turn = render_gray(model.generator, z, poses, size, ft.render_chunk).cpu().numpy()
+        with torch.no_grad():
+            turn = to_gray(model.generator.render(z, poses.to(z.device), size, ft.render_chunk)).cpu().numpy()
         for patient, views in truth.items():
             rows.append({"z": sample, "patient": patient, "plus": best_match(turn, views, 1),
                          "minus": best_match(turn, views, -1)})

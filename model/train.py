@@ -16,11 +16,13 @@ from umed_common.atomic import ensure_writable_dir
 from umed_common.errors import Interrupted, UserError
 from umed_common.images import write_png
 
+from .cameras import view_poses
 from .checkpoint import load_state, read_checkpoint, save_checkpoint
 from .config import ModelConfig, config_to_dict, load_config
 from .data import load_training_images
 from .distributed import (DistContext, any_rank, average_gradients, average_metrics, broadcast_module,
                           finish_distributed, init_distributed)
+from .generator import to_gray
 from .perceptual import build_perceptual
 from .train_step import GANModels, build_models, draw_iteration, seeded_generator, train_iteration
 
@@ -125,9 +127,9 @@ def write_sample_grid(models: GANModels, path: Path, seed: int) -> None:
     device = next(models.generator_ema.parameters()).device
     z = torch.randn(n, cfg.z_dim, generator=gen).to(device)
     azimuth = torch.linspace(0, 360, n + 1)[:-1]
-    pose = torch.stack([azimuth, torch.full_like(azimuth, sum(cfg.camera.polar_deg) / 2),
-                        torch.full_like(azimuth, sum(cfg.camera.radius) / 2)], dim=1)
-    images = models.generator_ema.render_images(z, pose, size).mean(dim=1).cpu().numpy()
+    pose = view_poses(azimuth, sum(cfg.camera.polar_deg) / 2, sum(cfg.camera.radius) / 2).to(device)
+    with torch.no_grad():
+        images = to_gray(models.generator_ema.render(z, pose, size)).cpu().numpy()
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
     sheet = np.zeros((rows * size, cols * size), dtype=np.uint8)
