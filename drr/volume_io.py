@@ -5,19 +5,16 @@ file states them; `drr.orientation` is the one place that handles them.
 """
 from __future__ import annotations
 
-import gzip
-import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
 import SimpleITK as sitk
 
 from umed_common.errors import UserError
 
 from . import dicom_io
 from .volume import Volume, check_volume, from_sitk
+from .volume_truncation import check_complete
 
 # Public here too, as before the split (documented; older scripts import them from here).
 from .dicom_io import write_dicom_series  # noqa: F401
@@ -105,41 +102,11 @@ def load_case(case: CaseSource) -> Volume:
     return check_volume(volume)
 
 
-def _nifti_bytes(path: Path) -> int:
-    """Bytes of a NIfTI file after decompression; a cut-short .gz is a UserError."""
-    if not path.name.lower().endswith(".gz"):
-        return path.stat().st_size
-    total = 0
-    try:
-        with gzip.open(path, "rb") as stream:
-            while block := stream.read(1 << 22):
-                total += len(block)
-    except (EOFError, OSError, zlib.error) as err:
-        raise UserError(f"{path}: truncated or corrupt gzip data ({str(err)[:80] or 'ends early'})") from None
-    return total
-
-
-def check_nifti_complete(path: Path) -> None:
-    """SimpleITK fills the voxels missing from a cut-short NIfTI with zeros; refuse such a file.
-
-    The header says where the voxels start (vox_offset) and how many there are.
-    """
-    try:
-        header = nib.load(str(path)).header
-    except Exception as err:  # nibabel raises several types for a bad header
-        raise UserError(f"{path}: not a readable NIfTI header ({str(err).splitlines()[0][:120]})") from None
-    expected = int(header["vox_offset"]) + int(np.prod(header.get_data_shape(), dtype=np.int64)) \
-        * header.get_data_dtype().itemsize
-    actual = _nifti_bytes(path)
-    if actual < expected:
-        raise UserError(f"{path}: truncated ({actual} of the {expected} bytes its header announces)")
-
-
 def read_volume_file(path: str | Path) -> Volume:
-    """NIfTI / MetaImage / NRRD through SimpleITK (it applies NIfTI scaling)."""
+    """NIfTI / MetaImage / NRRD through SimpleITK (it applies NIfTI scaling), after checking that the
+    file holds every voxel its header announces (drr.volume_truncation)."""
     path = Path(path)
-    if _volume_suffix(path) in (".nii", ".nii.gz"):
-        check_nifti_complete(path)
+    check_complete(path)  # a cut-short file is refused, never read as zeros
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as err:
