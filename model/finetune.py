@@ -26,11 +26,10 @@ from .inference import LoadedModel, model_from_checkpoint
 from .losses import mse_loss
 from .perceptual import build_perceptual
 from .pose_search import search_latent_and_azimuth
-from .train_step import seeded_generator
+from .rng import STREAM_FINETUNE_Z, seeded_generator
 from .uncertainty import build_weighting
 
 RMSPROP_ALPHA = 0.99  # torch's default smoothing constant
-_STREAM_FINETUNE_Z = 6
 
 
 def rmsprop_bias_correction(step: int) -> float:
@@ -138,7 +137,7 @@ def finetune(checkpoint: str | Path, xray: np.ndarray, *, input_view_index: int 
     target = prepare_xray(xray, cfg.image_size)
     target_small = target if render_size == cfg.image_size else F.interpolate(
         target[None, None], size=(render_size, render_size), mode="bilinear", antialias=True)[0, 0]
-    z_stream = seeded_generator(seed, _STREAM_FINETUNE_Z)   # one draw per candidate: the first is the paper's z
+    z_stream = seeded_generator(seed, STREAM_FINETUNE_Z)   # one draw per candidate: the first is the paper's z
     candidates = torch.cat([torch.randn(1, cfg.z_dim, generator=z_stream) for _ in range(ft.z_candidates)])
     candidates = candidates.to(model.device)
     if azimuth_deg is None or ft.z_candidates > 1:

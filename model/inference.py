@@ -15,9 +15,7 @@ from .cameras import sample_pose_prior
 from .checkpoint import load_state, read_checkpoint, resolve_run
 from .config import ModelConfig
 from .generator import Generator, to_gray
-from .train_step import seeded_generator
-
-_STREAM_SAMPLE_IMAGES = 5
+from .rng import STREAM_SAMPLE_IMAGES, seeded_generator
 
 
 @dataclass
@@ -53,7 +51,7 @@ def sample_images(checkpoint: str | Path, n: int, *, device: str = "auto", seed:
     if cfg.family == "physical":
         from .physical import sample_atlas_images
         return sample_atlas_images(checkpoint, n, seed=seed)
-    gen = seeded_generator(seed, _STREAM_SAMPLE_IMAGES)
+    gen = seeded_generator(seed, STREAM_SAMPLE_IMAGES)
     z = torch.randn(n, cfg.z_dim, generator=gen)
     pose = sample_pose_prior(cfg.camera, n, gen)
     out = np.zeros((n, cfg.image_size, cfg.image_size), dtype=np.uint8)

@@ -24,11 +24,11 @@ from .distributed import (DistContext, any_rank, average_gradients, average_metr
                           finish_distributed, init_distributed)
 from .generator import to_gray
 from .perceptual import build_perceptual
-from .train_step import GANModels, build_models, draw_iteration, seeded_generator, train_iteration
+from .rng import STREAM_SAMPLES, seeded_generator
+from .train_step import GANModels, build_models, draw_iteration, train_iteration
 
 LOG_FIELDS = ["iteration", "loss_d", "loss_g", "loss_recon", "r1", "lr_g", "lr_d", "noise_std",
               "patch_scale_min", "elapsed_s"]
-_STREAM_SAMPLES = 4
 
 
 class StopRequest:
@@ -123,7 +123,7 @@ def write_sample_grid(models: GANModels, path: Path, seed: int) -> None:
     """EMA renders of fixed z at evenly spaced azimuths, tiled into one PNG (pixels (x + 1) / 2 * 255)."""
     cfg = models.cfg
     n, size = cfg.train.n_sample_images, cfg.train.sample_size
-    gen = seeded_generator(seed, _STREAM_SAMPLES)
+    gen = seeded_generator(seed, STREAM_SAMPLES)
     device = next(models.generator_ema.parameters()).device
     z = torch.randn(n, cfg.z_dim, generator=gen).to(device)
     azimuth = torch.linspace(0, 360, n + 1)[:-1]

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -21,14 +20,8 @@ from .discriminators import build_discriminator, crop_quadrants, head_weights
 from .generator import Generator, RenderNoise, density_noise_std
 from .losses import hinge_d_loss, hinge_g_loss, nonsaturating_d_loss, nonsaturating_g_loss, r1_penalty
 from .ray_samplers import min_patch_scale, sample_patch_grids, sample_real_patches
+from .rng import STREAM_DATA, STREAM_INIT, STREAM_ITER, seeded_generator
 
-_STREAM_DATA, _STREAM_ITER, _STREAM_INIT = 1, 2, 3
-
-
-def seeded_generator(seed: int, *keys: int) -> torch.Generator:
-    """A torch.Generator whose state is a pure function of (seed, keys)."""
-    state = np.random.SeedSequence([seed, *keys]).generate_state(2, dtype=np.uint64)
-    return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
 
 
 @dataclass
@@ -54,7 +47,7 @@ def data_order(seed: int, iteration: int, batch: int, n_images: int) -> torch.Te
     positions = torch.arange(iteration * batch, (iteration + 1) * batch)
     rows = torch.empty(batch, dtype=torch.long)
     for epoch in positions.div(n_images, rounding_mode="floor").unique().tolist():
-        perm = torch.randperm(n_images, generator=seeded_generator(seed, _STREAM_DATA, epoch))
+        perm = torch.randperm(n_images, generator=seeded_generator(seed, STREAM_DATA, epoch))
         mask = positions // n_images == epoch
         rows[mask] = perm[positions[mask] % n_images]
     return rows
@@ -62,7 +55,7 @@ def data_order(seed: int, iteration: int, batch: int, n_images: int) -> torch.Te
 
 def draw_iteration(cfg: ModelConfig, seed: int, iteration: int, batch: int, n_images: int) -> IterationSample:
     """All randomness of iteration `iteration` for a (global) batch of `batch`."""
-    gen = seeded_generator(seed, _STREAM_ITER, iteration)
+    gen = seeded_generator(seed, STREAM_ITER, iteration)
     patch, low = cfg.patch.size, cfg.discriminator.soft_label_min
     return IterationSample(
         image_index=data_order(seed, iteration, batch, n_images),
@@ -89,7 +82,7 @@ class GANModels:
 
 def build_models(cfg: ModelConfig, device: torch.device, seed: int, perceptual: nn.Module) -> GANModels:
     """Freshly initialised G, its EMA copy, D and RMSprop optimisers (REFERENCE 4)."""
-    torch.manual_seed(int(seeded_generator(seed, _STREAM_INIT).initial_seed()))
+    torch.manual_seed(int(seeded_generator(seed, STREAM_INIT).initial_seed()))
     generator = Generator(cfg).to(device)
     generator_ema = Generator(cfg).to(device)
     generator_ema.load_state_dict(generator.state_dict())

@@ -162,16 +162,15 @@ def test_keeps_the_weights_of_the_best_input_view_step(tiny_checkpoint):
 
 
 def test_z_candidates_keep_the_latent_that_renders_the_input_best(tiny_checkpoint):
-    from model.finetune import _STREAM_FINETUNE_Z
     from model.inference import load_checkpoint
     from model.pose_search import search_latent_and_azimuth
-    from model.train_step import seeded_generator
+    from model.rng import STREAM_FINETUNE_Z, seeded_generator
     xray = (np.arange(32 * 32).reshape(32, 32) * 7 % 251).astype(np.uint8)
     run = lambda n: finetune(tiny_checkpoint, xray, azimuth_deg=30.0, max_iters=1, z_candidates=n,  # noqa: E731
                              device="cpu", progress=False)
     one, four = run(1), run(4)
     model = load_checkpoint(tiny_checkpoint, "cpu")
-    stream = seeded_generator(0, _STREAM_FINETUNE_Z)
+    stream = seeded_generator(0, STREAM_FINETUNE_Z)
     candidates = torch.cat([torch.randn(1, model.config.z_dim, generator=stream) for _ in range(4)])
     best, azimuth, scores = search_latent_and_azimuth(model.generator, candidates, prepare_xray(xray, 16),
                                                       77.5, 10.5, 90.0, azimuth_deg=30.0)
