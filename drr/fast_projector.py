@@ -106,7 +106,8 @@ def project_fast(mu_zyx: torch.Tensor, index_to_world, geometry: Geometry, *, vi
         raise ValueError(f"group must be >= 1, got {group}")
     reuse_freed_memory()  # process-wide, once: see umed_common.malloc_tuning
     mu, origin, spacing = box_average(mu_zyx.float(), _factors(downsample), affine[:3, 3], spacing)
-    steps = _slice_steps(mu, table_dtype)
+    workers = workers if mu.device.type == "cpu" else 1
+    steps = _slice_steps(mu, table_dtype, workers)
     grid_yx = tuple(mu.shape[1:])
     frames = view_frames(geometry, view_indices, dtype=torch.float64, device=mu.device)
     rays = _rays_in_index_space(frames, np.asarray(origin), np.asarray(spacing))
@@ -114,7 +115,6 @@ def project_fast(mu_zyx: torch.Tensor, index_to_world, geometry: Geometry, *, vi
     out = torch.zeros((count, geometry.detector_rows, geometry.detector_cols), dtype=torch.float32,
                       device=mu.device)
 
-    workers = workers if mu.device.type == "cpu" else 1
     batches = _view_batches(count, workers)
 
     def one_batch(views: list[int]) -> None:
@@ -171,20 +171,41 @@ def _run_batches(one_batch, batches: list[list[int]], workers: int, progress) ->
             report(batch)
 
 
-def _slice_steps(mu_zyx: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+# Horizontal voxels per block of _slice_steps: a block's differences (~1 MB in float16)
+# stay in cache for their transpose; measured 2x faster than one whole-volume transpose.
+STEP_BLOCK_COLUMNS = 4096
+
+
+def _slice_steps(mu_zyx: torch.Tensor, dtype: torch.dtype, workers: int = 1) -> torch.Tensor:
     """(Y * X, Z + 1) rows of mu(j - 1) - mu(j) along z, air beyond both ends; row y * X + x.
 
     One row of slices per horizontal voxel, so `embedding_bag` reads whole rows; both march
     axes index the same rows (strides X and 1), so one copy serves both. The differences
-    are taken in the slice-major layout (contiguous), then one 2D transpose in `dtype`.
+    are taken in the slice-major layout, a block of horizontal voxels at a time, each block
+    transposed into place while it is in cache; blocks run on `workers` threads (CPU).
     """
     depth = mu_zyx.shape[0]
     slices = mu_zyx.reshape(depth, -1)
-    steps = torch.empty((depth + 1, slices.shape[1]), dtype=dtype, device=mu_zyx.device)
-    torch.sub(slices[:-1], slices[1:], out=steps[1:-1])
-    steps[0] = -slices[0]
-    steps[-1] = slices[-1]
-    return steps.t().contiguous()
+    columns = slices.shape[1]
+    steps = torch.empty((columns, depth + 1), dtype=dtype, device=mu_zyx.device)
+    block = STEP_BLOCK_COLUMNS if mu_zyx.device.type == "cpu" else columns
+
+    def one_block(first: int) -> None:
+        part = slices[:, first:first + block]
+        differences = torch.empty((depth + 1, part.shape[1]), dtype=dtype, device=mu_zyx.device)
+        torch.sub(part[:-1], part[1:], out=differences[1:-1])
+        differences[0] = -part[0]
+        differences[-1] = part[-1]
+        steps[first:first + block] = differences.t()
+
+    starts = range(0, columns, block)
+    if workers <= 1 or len(starts) == 1:
+        for first in starts:
+            one_block(first)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(one_block, starts))
+    return steps
 
 
 def _rays_in_index_space(frames, origin, spacing) -> dict[str, torch.Tensor]:

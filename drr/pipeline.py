@@ -5,13 +5,15 @@ A failing case is recorded and the others go on.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,10 +25,11 @@ from umed_common.atomic import ensure_writable_dir, write_text_atomic
 from umed_common.checksums import sha256_file
 from umed_common.device import resolve_device
 from umed_common.errors import DISK_FULL_ERRNOS, UserError, disk_full_error
+from umed_common.interrupts import check_stop
 
 from . import writer
 from .attenuation import AttenuationModel, hu_to_attenuation
-from .geometry import preset_geometry
+from .geometry import check_source_outside, preset_geometry
 from .orientation import Alignment, align_to_axes, traced_as_read
 from .projector import AXIS_ALIGNED_ONLY, METHODS, project
 from .volume_io import CaseSource, discover_cases, load_case
@@ -94,6 +97,7 @@ def render_volume(volume, options: DrrOptions, device: torch.device):
     the voxel order); the Alignment says what the projector was given (case record).
     """
     geometry = geometry_for(volume, options)
+    check_source_outside(geometry, volume.index_to_world(), volume.shape_xyz, volume.source)
     model = AttenuationModel(hu_min=options.hu_min, hu_max=options.hu_max)
     mu = torch.from_numpy(hu_to_attenuation(volume.hu, model))
     index_to_world = volume.index_to_world()
@@ -102,7 +106,8 @@ def render_volume(volume, options: DrrOptions, device: torch.device):
     else:
         alignment = traced_as_read(index_to_world)
     drrs = project(mu.to(device), index_to_world, geometry, method=options.projector,
-                   step_mm=options.step_mm, downsample=options.downsample, workers=options.projector_threads)
+                   step_mm=options.step_mm, downsample=options.downsample, workers=options.projector_threads,
+                   progress=check_stop)  # Ctrl-C stops a case between chunks of views
     return drrs.cpu().numpy(), geometry, alignment
 
 
@@ -130,37 +135,135 @@ def _changes(done: dict, options: dict, checksum: str) -> list[str]:
     return changed
 
 
-def generate_case(case: CaseSource, out_dir: Path, options: DrrOptions, device: torch.device) -> CaseResult:
-    source = str(case.paths[0] if case.kind == "file" else case.paths[0].parent)
-    start = time.perf_counter()
+@dataclass
+class _CaseWork:
+    """One case on its way through the stages: read -> project -> write."""
+
+    case: CaseSource
+    source: str
+    start: float
+    checksum: str = ""
+    done: dict | None = None
+    volume: object = None  # drr.volume.Volume until projected, then dropped (memory)
+    drrs: np.ndarray | None = None
+    geometry: object = None
+    record: dict = field(default_factory=dict)  # the manifest row, once projected
+    warnings: str = ""
+    result: CaseResult | None = None  # set once the case is settled (skipped or failed)
+
+
+def _settle(work: _CaseWork, out_dir: Path, stage) -> _CaseWork:
+    """Run one stage unless the case is settled; a user mistake or I/O error fails the case."""
+    if work.result is not None:
+        return work
     try:
-        checksum, wanted = input_checksum(case), result_options(options)
-        done = writer.finished_record(out_dir, case.case_id, options.layout)
-        if done is not None:
-            changed = _changes(done, wanted, checksum)
-            if not changed and not options.overwrite:
-                return CaseResult(case.case_id, source, "skipped", "finished by an earlier run", 0.0, done)
-            if changed and not options.overwrite:
-                raise UserError(f"{source}: finished by an earlier run that differs ({'; '.join(changed)}); "
-                                "pass --overwrite to redo it")
-            writer.adopt_earlier_case(out_dir, case.case_id, options.layout, done)
-        volume = load_case(case)
-        drrs, geometry, alignment = render_volume(volume, options, device)
-        if not np.isfinite(drrs).all() or drrs.max() <= 0:
-            raise UserError(f"{source}: the volume lies outside every ray (nothing but air projected)")
-        seconds = time.perf_counter() - start
-        record = {**_record(case.case_id, source, volume, geometry, options, alignment, seconds),
-                  "options": wanted, "input_sha256": checksum}
-        if done is not None:
-            writer.remove_case(out_dir, case.case_id, options.layout, max(options.views, int(done.get("views", 0))))
-        record = writer.write_case(out_dir, case.case_id, drrs, geometry.to_dict(), record, options.layout)
-        return CaseResult(case.case_id, source, "ok", "; ".join(volume.warnings), seconds, record)
+        stage(work)
     except UserError as err:
-        return CaseResult(case.case_id, source, "failed", str(err), time.perf_counter() - start)
+        work.result = CaseResult(work.case.case_id, work.source, "failed", str(err), time.perf_counter() - work.start)
     except OSError as err:
         message = (str(disk_full_error(err)) if err.errno in DISK_FULL_ERRNOS
                    else f"{err.filename or out_dir}: {err.strerror or err}")
-        return CaseResult(case.case_id, source, "failed", message, time.perf_counter() - start)
+        work.result = CaseResult(work.case.case_id, work.source, "failed", message, time.perf_counter() - work.start)
+    if work.result is not None:
+        work.volume = work.drrs = None
+    return work
+
+
+def _read_stage(work: _CaseWork, out_dir: Path, options: DrrOptions) -> None:
+    """Resume check (an earlier run's record), then the volume read and checked."""
+    case, source = work.case, work.source
+    work.checksum, wanted = input_checksum(case), result_options(options)
+    work.done = writer.finished_record(out_dir, case.case_id, options.layout)
+    if work.done is not None:
+        changed = _changes(work.done, wanted, work.checksum)
+        if not changed and not options.overwrite:
+            work.result = CaseResult(case.case_id, source, "skipped", "finished by an earlier run", 0.0, work.done)
+            return
+        if changed and not options.overwrite:
+            raise UserError(f"{source}: finished by an earlier run that differs ({'; '.join(changed)}); "
+                            "pass --overwrite to redo it")
+        writer.adopt_earlier_case(out_dir, case.case_id, options.layout, work.done)
+    work.volume = load_case(case)
+
+
+def _project_stage(work: _CaseWork, options: DrrOptions, device) -> None:
+    """The DRRs and the case's manifest row; the volume is let go (the next one is being read)."""
+    volume = work.volume
+    work.drrs, work.geometry, alignment = render_volume(volume, options, device)
+    if not np.isfinite(work.drrs).all() or work.drrs.max() <= 0:
+        raise UserError(f"{work.source}: the volume lies outside every ray (nothing but air projected)")
+    seconds = time.perf_counter() - work.start
+    work.record = {**_record(work.case.case_id, work.source, volume, work.geometry, options, alignment, seconds),
+                   "options": result_options(options), "input_sha256": work.checksum}
+    work.warnings, work.volume = "; ".join(volume.warnings), None
+
+
+def _write_stage(work: _CaseWork, out_dir: Path, options: DrrOptions) -> None:
+    case = work.case
+    if work.done is not None:
+        writer.remove_case(out_dir, case.case_id, options.layout, max(options.views, int(work.done.get("views", 0))))
+    record = writer.write_case(out_dir, case.case_id, work.drrs, work.geometry.to_dict(), work.record, options.layout)
+    work.result = CaseResult(case.case_id, work.source, "ok", work.warnings, work.record["seconds"], record)
+
+
+def _new_work(case: CaseSource) -> _CaseWork:
+    source = str(case.paths[0] if case.kind == "file" else case.paths[0].parent)
+    return _CaseWork(case, source, time.perf_counter())
+
+
+def generate_case(case: CaseSource, out_dir: Path, options: DrrOptions, device) -> CaseResult:
+    """One case, start to finish, on the calling thread."""
+    work = _new_work(case)
+    _settle(work, out_dir, lambda w: _read_stage(w, out_dir, options))
+    _settle(work, out_dir, lambda w: _project_stage(w, options, device))
+    _settle(work, out_dir, lambda w: _write_stage(w, out_dir, options))
+    return work.result
+
+
+def run_cases(cases: list[CaseSource], out_dir: Path, options: DrrOptions, device):
+    """Yield each case's CaseResult, in order, with the stages of consecutive cases overlapped.
+
+    Reading (gzip, SimpleITK) and writing (PNG, hashing) mostly run outside the GIL, so
+    they go on their own threads while the projector works: one thread reads ahead (at most
+    `options.workers` + 1 volumes read and not yet projected, which bounds memory),
+    `options.workers` threads project, one writes behind. A case's outputs are identical
+    to a sequential run's: each stage is the same function on the same data.
+    """
+    readers = ThreadPoolExecutor(1, thread_name_prefix="drr-read")
+    projectors = ThreadPoolExecutor(options.workers, thread_name_prefix="drr-project")
+    writers = ThreadPoolExecutor(1, thread_name_prefix="drr-write")
+    room = threading.Semaphore(options.workers + 1)
+    stopping = threading.Event()
+
+    def read(case):
+        while not room.acquire(timeout=0.1):  # wait for the projector to free a volume
+            if stopping.is_set():
+                raise CancelledError
+        work = _new_work(case)
+        return _settle(work, out_dir, lambda w: _read_stage(w, out_dir, options))
+
+    def project(read_future):
+        try:
+            work = read_future.result()
+            return _settle(work, out_dir, lambda w: _project_stage(w, options, device))
+        finally:
+            room.release()
+
+    def write(project_future):
+        work = project_future.result()
+        return _settle(work, out_dir, lambda w: _write_stage(w, out_dir, options)).result
+
+    finals = [writers.submit(write, projectors.submit(project, readers.submit(read, case))) for case in cases]
+    try:
+        for final in finals:
+            yield final.result()
+    finally:
+        # Ctrl-C / SIGTERM: cases not started are dropped; a running one cleans its staging up
+        stopping.set()
+        for pool in (readers, projectors, writers):
+            pool.shutdown(wait=False, cancel_futures=True)
+        for pool in (readers, projectors, writers):
+            pool.shutdown(wait=True)
 
 
 def _record(case_id, source, volume, geometry, options: DrrOptions, alignment: Alignment, seconds: float) -> dict:
@@ -234,14 +337,13 @@ def generate_all(inputs, out_dir, options: DrrOptions = DrrOptions(), show_progr
     folder.check_free(["manifest.csv"])
     results = [CaseResult(Path(p).name, p, "failed", f"{p}: {reason}") for p, reason in problems]
     bar = tqdm(total=len(cases), desc="drr-generate", unit="case", disable=not show_progress)
-    pool = ThreadPoolExecutor(max_workers=options.workers)
     try:
-        for result in pool.map(lambda c: generate_case(c, out_dir, options, device), cases):
-            results.append(result)
-            bar.update(1)
+        # closing: an interrupt outside the generator still stops its threads before we go on
+        with contextlib.closing(run_cases(cases, out_dir, options, device)) as finished:
+            for result in finished:
+                results.append(result)
+                bar.update(1)
     finally:
-        # Ctrl-C / SIGTERM: cases not started yet are dropped; a running one cleans its staging up
-        pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
     folder.claim(["manifest.csv"])
     write_manifest(out_dir / "manifest.csv", results)

@@ -12,15 +12,17 @@ replaces only those, and a file drr-generate did not write is never replaced.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from umed_common.atomic import write_json_atomic
 from umed_common.checksums import sha256_file
-from umed_common.images import write_png
 from umed_common.outputs import OutputFolder, check_name
 
 TOOL = "drr-generate"
@@ -71,12 +73,12 @@ def write_case(out_dir: Path, case_id: str, drrs: np.ndarray, geometry: dict, re
     paths = case_paths(folder.root, case_id, layout, drrs.shape[0])
     folder.check_free(_relative(paths))
     with folder.staging() as stage:
-        for k, rel in enumerate(paths["pngs"]):
-            write_png(stage / rel, mednerf_uint8(drrs[k]))
+        (stage / paths["pngs"][0]).parent.mkdir(parents=True, exist_ok=True)
+        png_sha256 = _write_pngs(stage, paths["pngs"], drrs)
         (stage / paths["raw"]).parent.mkdir(parents=True, exist_ok=True)
-        np.save(stage / paths["raw"], drrs.astype(np.float32))
+        np.save(stage / paths["raw"], drrs.astype(np.float32, copy=False))
         write_json_atomic(stage / paths["geometry"], geometry)
-        png_lines = "".join(f"{rel.name} {sha256_file(stage / rel)}\n" for rel in paths["pngs"])
+        png_lines = "".join(f"{rel.name} {digest}\n" for rel, digest in zip(paths["pngs"], png_sha256))
         record = {**record, "outputs": str(paths["geometry"].parent if layout == "standard" else "."),
                   "png_sha256": hashlib.sha256(png_lines.encode()).hexdigest(),
                   "raw_sha256": sha256_file(stage / paths["raw"]),
@@ -87,6 +89,34 @@ def write_case(out_dir: Path, case_id: str, drrs: np.ndarray, geometry: dict, re
             (folder.root / rel).parent.mkdir(parents=True, exist_ok=True)
             os.replace(stage / rel, folder.path(rel))  # the record moves last: it marks the case done
     return record
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """(H, W) uint8 -> PNG file content (PIL's default compression, as before)."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _write_one_png(path: Path, line_integrals: np.ndarray) -> str:
+    data = png_bytes(mednerf_uint8(line_integrals))
+    try:
+        path.write_bytes(data)
+    except OSError as err:  # a failed write() names no file: name it for the case's message
+        raise OSError(err.errno, err.strerror, str(path)) from None
+    return hashlib.sha256(data).hexdigest()
+
+
+# PNG encoding (zlib) and hashing release the GIL: a few threads overlap the 72 small files.
+PNG_THREADS = 4
+
+
+def _write_pngs(stage: Path, rels: list[Path], drrs: np.ndarray) -> list[str]:
+    """Every view's PNG written straight into the staging folder (the folder is what moves
+    into place atomically, so no temporary per file); SHA-256 taken from the bytes written,
+    not by reading the files back."""
+    with ThreadPoolExecutor(max_workers=PNG_THREADS) as pool:
+        return list(pool.map(_write_one_png, [stage / rel for rel in rels], drrs))
 
 
 def finished_record(out_dir: Path, case_id: str, layout: str) -> dict | None:
