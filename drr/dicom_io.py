@@ -10,6 +10,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from umed_common.errors import UserError
+from umed_common.interrupts import check_stop
 
 from .volume import Volume
 
@@ -102,6 +103,7 @@ def _check_spacing(paths, positions: np.ndarray) -> None:
 
 
 def _slice_hu(path: Path) -> np.ndarray:
+    check_stop()  # a long series read gives way to Ctrl-C between slices
     try:
         dataset = pydicom.dcmread(path)
         pixels = dataset.pixel_array.astype(np.float32)

@@ -25,6 +25,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from umed_common.errors import UserError
+from umed_common.interrupts import check_stop
 
 _BLOCK = 1 << 22
 _HEADER_LIMIT = 1 << 16  # MetaImage/NRRD headers are text of a few hundred bytes
@@ -159,6 +160,7 @@ def _decompressed_bytes(path: Path, offset: int, kind: str, expected: int) -> in
         with open(path, "rb") as handle:
             handle.seek(offset)
             while block := handle.read(_BLOCK):
+                check_stop()  # a large volume gives way to Ctrl-C between blocks
                 total += len(decompressor.decompress(block))
                 while decompressor.eof:  # another gzip member may follow; anything else is padding
                     rest = decompressor.unused_data + handle.read(_BLOCK)

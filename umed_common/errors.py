@@ -9,6 +9,8 @@ import sys
 import threading
 from typing import Callable, Iterator
 
+from .interrupts import Stopped, clear_stop, request_stop
+
 # exit status of a run stopped by a signal: 128 + the signal number, as a shell reports it
 EXIT_SIGINT = 128 + signal.SIGINT
 EXIT_SIGTERM = 128 + signal.SIGTERM
@@ -38,21 +40,38 @@ def disk_full_error(err: OSError, path=None) -> UserError:
 
 
 def _raise_terminated(signum, frame):
+    request_stop()  # worker threads poll it (umed_common.interrupts)
     raise Terminated()
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    request_stop()
+    raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
 def sigterm_raises() -> Iterator[None]:
-    """While inside, SIGTERM raises Terminated (only where SIGTERM still has its default action)."""
-    if threading.current_thread() is not threading.main_thread() \
-            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+    """While inside, SIGTERM raises Terminated and SIGINT KeyboardInterrupt in the main thread, and
+    both ask work on other threads to stop (umed_common.interrupts); only signals that still have
+    their default action are taken over. The stop flag is cleared on the way out."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    defaults = {signal.SIGTERM: (signal.SIG_DFL, _raise_terminated),
+                signal.SIGINT: (signal.default_int_handler, _raise_keyboard_interrupt)}
+    taken = [sig for sig, (default, _) in defaults.items() if signal.getsignal(sig) is default]
+    if not taken:  # an enclosing command (or the embedding program) handles signals
+        yield
+        return
+    for sig in taken:
+        signal.signal(sig, defaults[sig][1])
+    clear_stop()
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for sig in taken:
+            signal.signal(sig, defaults[sig][0])
+        clear_stop()
 
 
 def cli_entry(main: Callable[..., int | None]) -> Callable[..., int]:
@@ -81,7 +100,7 @@ def cli_entry(main: Callable[..., int | None]) -> Callable[..., int]:
         except Interrupted as err:
             print(f"{prog}: {err}", file=sys.stderr)
             return err.exit_code
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Stopped):
             print("interrupted", file=sys.stderr)
             return EXIT_SIGINT
         except Terminated:
