@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from model.config import FINETUNE_OPTIONS, FinetuneConfig, with_finetune_options
 from umed_common.errors import UserError
+from umed_common.yaml_files import read_yaml
 
 LossWeights = str | tuple[float, float]  # "learned" or (w_r, w_mse)
 
@@ -44,13 +44,10 @@ class SingleViewSpec:
     datasets: tuple[str, ...]
     methods: dict[str, LossWeights]
     baselines: bool = True
-    max_iters: int | None = None
-    psnr_target: float | None = None
     conventions: tuple[str, ...] = ("paper",)
-    lr: float | None = None        # fine-tuning learning rate; None: the checkpoint config's
-    view_step_deg: float | None = None  # model azimuth per view index; None: the checkpoint config's
-    render_size: int | None = None      # fine-tuning render size; None: the checkpoint config's
-    z_candidates: int | None = None     # latents searched before fine-tuning; None: the checkpoint config's
+    # fine-tuning options (model.config.FINETUNE_OPTIONS: max_iters, psnr_target, lr, ...) set in the table;
+    # the others keep the checkpoint config's values
+    finetune: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -102,19 +99,6 @@ def _int(value: Any, where: str, minimum: int = 0) -> int:
     return value
 
 
-def _optional_int(value: Any, where: str, minimum: int) -> int | None:
-    return None if value is None else _int(value, where, minimum)
-
-
-def _optional_number(value: Any, where: str, kind: str = "a", ok=lambda v: True) -> float | None:
-    """None stays None; otherwise a number (not a bool) that passes `ok`, as float."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
-        raise UserError(f"config {where}: expected {kind} number or null, got {value!r}")
-    return float(value)
-
-
 def _loss_weights(value: Any, where: str) -> LossWeights:
     if value == "learned":
         return "learned"
@@ -152,11 +136,16 @@ def _dataset_names(value: Any, where: str, datasets: dict[str, DatasetSpec]) -> 
     return tuple(names)
 
 
-def _single_view(raw: Any, where: str, datasets: dict[str, DatasetSpec], dataset_key: str) -> SingleViewSpec:
-    keys = {dataset_key, "methods", "baselines", "max_iters", "psnr_target", "conventions", "lr", "view_step_deg",
-            "render_size", "z_candidates"}
-    raw = _mapping(raw, where, keys,
-                   {dataset_key, "methods"})
+def _finetune_options(raw: dict, where: str) -> dict[str, Any]:
+    """The table's fine-tuning options, typed and checked by the model's config schema."""
+    given = {name: raw[name] for name in FINETUNE_OPTIONS if raw.get(name) is not None}
+    checked = with_finetune_options(FinetuneConfig(), given, where)
+    return {name: getattr(checked, name) for name in given}
+
+
+def _single_view(raw: Any, where: str, datasets: dict[str, DatasetSpec]) -> SingleViewSpec:
+    raw = _mapping(raw, where, {"datasets", "methods", "baselines", "conventions", *FINETUNE_OPTIONS},
+                   {"datasets", "methods"})
     methods = _mapping(raw["methods"], f"{where}.methods", set(map(str, raw["methods"] or {})))
     if not methods:
         raise UserError(f"config {where}.methods: name at least one method")
@@ -164,16 +153,10 @@ def _single_view(raw: Any, where: str, datasets: dict[str, DatasetSpec], dataset
     if not conventions or set(conventions) - {"paper", "mednerf"}:
         raise UserError(f"config {where}.conventions: choose from paper, mednerf, got {list(conventions)}")
     return SingleViewSpec(
-        datasets=_dataset_names(raw[dataset_key], f"{where}.{dataset_key}", datasets),
+        datasets=_dataset_names(raw["datasets"], f"{where}.datasets", datasets),
         methods={str(k): _loss_weights(v, f"{where}.methods.{k}") for k, v in methods.items()},
-        baselines=bool(raw.get("baselines", True)),
-        max_iters=_optional_int(raw.get("max_iters"), f"{where}.max_iters", 1),
-        psnr_target=_optional_number(raw.get("psnr_target"), f"{where}.psnr_target"), conventions=conventions,
-        lr=_optional_number(raw.get("lr"), f"{where}.lr", "a positive", lambda v: v > 0),
-        view_step_deg=_optional_number(raw.get("view_step_deg"), f"{where}.view_step_deg", "a non-zero",
-                                       lambda v: v != 0),
-        render_size=_optional_int(raw.get("render_size"), f"{where}.render_size", 1),
-        z_candidates=_optional_int(raw.get("z_candidates"), f"{where}.z_candidates", 1))
+        baselines=bool(raw.get("baselines", True)), conventions=conventions,
+        finetune=_finetune_options(raw, where))
 
 
 def _generative(raw: Any, datasets: dict[str, DatasetSpec]) -> GenerativeSpec:
@@ -202,9 +185,9 @@ def parse_config(raw: Any) -> BenchConfig:
         raw["datasets"], "datasets", set(map(str, raw["datasets"] or {}))).items()}
     return BenchConfig(
         datasets=datasets,
-        table1=_single_view(raw["table1"], "table1", datasets, "datasets") if raw.get("table1") else None,
+        table1=_single_view(raw["table1"], "table1", datasets) if raw.get("table1") else None,
         table2=_generative(raw["table2"], datasets) if raw.get("table2") else None,
-        table3=_single_view(raw["table3"], "table3", datasets, "dataset") if raw.get("table3") else None,
+        table3=_single_view(raw["table3"], "table3", datasets) if raw.get("table3") else None,
         seed=_int(raw.get("seed", 0), "seed"), device=str(raw.get("device", "auto")),
         inception_weights=_path(raw["inception_weights"], "inception_weights") if raw.get("inception_weights") else None,
         feature_cache_dir=_path(raw["feature_cache_dir"], "feature_cache_dir") if raw.get("feature_cache_dir") else None)
@@ -212,14 +195,7 @@ def parse_config(raw: Any) -> BenchConfig:
 
 def load_config(path: str | Path) -> tuple[BenchConfig, str]:
     """Read and validate the YAML file; returns the config and the file's exact text."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such config file")
-    text = path.read_text(encoding="utf-8")
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    raw, text = read_yaml(path)
     return parse_config(raw), text
 
 
@@ -231,8 +207,8 @@ def apply_quick(config: BenchConfig) -> BenchConfig:
     def quick_single(spec: SingleViewSpec | None) -> SingleViewSpec | None:
         if spec is None:
             return None
-        iters = min(spec.max_iters or QUICK_FINETUNE_ITERS, QUICK_FINETUNE_ITERS)
-        return dataclasses.replace(spec, max_iters=iters)
+        iters = min(spec.finetune.get("max_iters", QUICK_FINETUNE_ITERS), QUICK_FINETUNE_ITERS)
+        return dataclasses.replace(spec, finetune={**spec.finetune, "max_iters": iters})
 
     table2 = config.table2 and dataclasses.replace(
         config.table2, samples=min(config.table2.samples, QUICK_SAMPLES),

@@ -106,11 +106,8 @@ def score_rows(renders: np.ndarray, truth: PatientViews, conventions: tuple[str,
 def _finetune(model_api, dataset: DatasetSpec, method: str, xray: np.ndarray, view: int, weights: LossWeights,
               spec: SingleViewSpec, config: BenchConfig, device: str):
     checkpoint = dataset.method_checkpoints.get(method, dataset.checkpoint)
-    return model_api.finetune(checkpoint, xray, input_view_index=view, loss_weights=weights,
-                              max_iters=spec.max_iters, psnr_target=spec.psnr_target, lr=spec.lr,
-                              view_step_deg=spec.view_step_deg, render_size=spec.render_size,
-                              z_candidates=spec.z_candidates, device=device,
-                              seed=config.seed, progress=False)
+    return model_api.finetune(checkpoint, xray, input_view_index=view, loss_weights=weights, device=device,
+                              seed=config.seed, progress=False, **spec.finetune)
 
 
 def _render_size(model_api, checkpoint: Path, device: str) -> tuple[int, int]:

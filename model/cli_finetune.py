@@ -9,6 +9,8 @@ from pathlib import Path
 from umed_common.device import add_device_argument
 from umed_common.errors import UserError, cli_entry
 
+from .config import FINETUNE_OPTIONS, FinetuneConfig, parse_loss_weights, with_finetune_options
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="umed-finetune", description=__doc__)
@@ -20,15 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input-view-index", type=int,
                         help="DRR view index (0..71) of the input X-ray; fixes its pose (default: 0 for GAN "
                              "checkpoints, searched for physical ones)")
-    parser.add_argument("--max-iters", type=int, help="fine-tuning steps (default: config)")
-    parser.add_argument("--lr", type=float, help="generator learning rate (default: config)")
-    parser.add_argument("--view-step-deg", type=float,
-                        help="model azimuth per DRR view index; its sign sets the rotation direction (default: config)")
-    parser.add_argument("--psnr-target", type=float, help="stop at this input-view PSNR in dB (default: config)")
-    parser.add_argument("--z-candidates", type=int,
-                        help="search this many latents z with the azimuth and keep the best (default: config; paper: 1)")
-    parser.add_argument("--render-size", type=int,
-                        help="fine-tune on renders of this many pixels per side; smaller is faster (default: config)")
+    defaults = FinetuneConfig()
+    for name, text in FINETUNE_OPTIONS.items():   # the schema's options, typed as its fields
+        parser.add_argument("--" + name.replace("_", "-"), type=type(getattr(defaults, name)),
+                            help=f"{text} (default: the checkpoint config's finetune.{name})")
     parser.add_argument("--export-volume", action="store_true", help="also write the learned field as volume.nii.gz")
     parser.add_argument("--volume-size", type=int, default=64, help="voxels per side of --export-volume")
     parser.add_argument("--perceptual-weights", help="path of vgg16-397923de.pth (configs with perceptual: vgg16)")
@@ -42,19 +39,17 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.max_iters is not None and args.max_iters < 1:
-        raise UserError("--max-iters: must be at least 1")
+    options = {name: getattr(args, name) for name in FINETUNE_OPTIONS}
     out = Path(args.out)
     if (out / "views").exists() and not args.overwrite:
         raise UserError(f"{out}: already holds fine-tuning outputs (pass --overwrite to replace them)")
     from umed_common.atomic import ensure_writable_dir
     from .export import density_grid, field_extent, write_attenuation_nifti, write_volume_nifti
-    from .finetune import check_overrides, finetune
+    from .finetune import finetune
     from .outputs import write_finetune_outputs
     from .xray_io import read_xray
     from .checkpoint import read_checkpoint, resolve_run
-    check_overrides(args.lr, args.render_size, args.z_candidates)  # before any folder is created
-    from .config import parse_loss_weights
+    with_finetune_options(FinetuneConfig(), options, "--")  # mistakes stop before any folder is created
     parse_loss_weights(args.loss_weights)
     xray = read_xray(args.xray)
     if args.input_view_index is not None and not 0 <= args.input_view_index < 72:
@@ -68,11 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         # showwarning (unlike formatwarning) is restored by catch_warnings: nothing process-wide outlives the call
         warnings.showwarning = lambda message, *rest, **kw: print(f"umed-finetune: warning: {message}", file=sys.stderr)
         result = finetune(args.checkpoint, xray, input_view_index=args.input_view_index,
-                          loss_weights=args.loss_weights, azimuth_deg=args.azimuth, max_iters=args.max_iters,
-                          psnr_target=args.psnr_target, lr=args.lr, view_step_deg=args.view_step_deg,
-                          render_size=args.render_size, z_candidates=args.z_candidates,
-                          device=args.device, seed=args.seed,
-                          progress=not args.no_progress, perceptual_weights=args.perceptual_weights)
+                          loss_weights=args.loss_weights, azimuth_deg=args.azimuth, device=args.device,
+                          seed=args.seed, progress=not args.no_progress,
+                          perceptual_weights=args.perceptual_weights, **options)
     write_finetune_outputs(out, result.views, result.history)
     if args.export_volume and result.attenuation is not None:
         write_attenuation_nifti(out / "volume.nii.gz", result.attenuation, result.box_mm)

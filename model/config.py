@@ -10,11 +10,10 @@ import math
 from dataclasses import dataclass
 from dataclasses import field as _field
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import Any, Mapping
 
 from umed_common.errors import UserError
+from umed_common.yaml_files import read_yaml
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -119,6 +118,19 @@ class FinetuneConfig:
     view_step_deg: float = 5.0
     log_every: int = 1
     render_chunk: int = 8192
+
+
+# The fine-tuning options a run may set over its checkpoint's `finetune` values, from whichever side:
+# umed-finetune's flags (--max-iters ...), a umed-bench table's keys, finetune()'s keywords. Name -> help;
+# each is a FinetuneConfig field, so its type and checks are the schema's (with_finetune_options).
+FINETUNE_OPTIONS = {
+    "max_iters": "fine-tuning steps",
+    "psnr_target": "stop at this input-view PSNR in dB",
+    "lr": "generator learning rate",
+    "view_step_deg": "model azimuth per DRR view index; its sign sets the rotation direction",
+    "render_size": "fine-tune on renders of this many pixels per side, smaller is faster; 0: the image size",
+    "z_candidates": "search this many latents z with the azimuth and keep the best (paper: 1)",
+}
 
 
 @dataclass
@@ -246,18 +258,18 @@ def _validate(cfg: ModelConfig) -> None:
     size = cfg.discriminator.recon_size
     if size < 16 or size & (size - 1):
         raise UserError("config discriminator.recon_size: must be a power of two >= 16")
-    if cfg.finetune.z_candidates < 1:
-        raise UserError("config finetune.z_candidates: must be at least 1")
-    parse_loss_weights(cfg.finetune.loss_weights)
+    _validate_finetune(cfg.finetune)
     _validate_training(cfg)
     _validate_physical(cfg.physical)
 
 
 def _check_all(section: str, obj, names: tuple[str, ...], test, need: str) -> None:
+    """section "--": the values came from command-line flags, and the message names the flag."""
     for name in names:
         value = getattr(obj, name)
         if not test(value):
-            raise UserError(f"config {section}.{name}: must be {need}, got {value!r}")
+            key = "--" + name.replace("_", "-") if section == "--" else f"config {section}.{name}"
+            raise UserError(f"{key}: must be {need}, got {value!r}")
 
 
 def _validate_training(cfg: ModelConfig) -> None:
@@ -282,6 +294,34 @@ def _validate_training(cfg: ModelConfig) -> None:
     _check_all("render", render, ("n_samples",), lambda v: v >= 2, "at least 2")
     _check_all("render", render, ("density_noise_std",), lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
     _check_all("render", render, ("density_noise_decay_iters",), lambda v: v >= 0, "0 or more")
+
+
+def _validate_finetune(ft: FinetuneConfig, section: str = "finetune") -> None:
+    def finite(v):
+        return math.isfinite(v)
+
+    _check_all(section, ft, ("max_iters", "z_candidates", "log_every", "render_chunk"), lambda v: v >= 1,
+               "at least 1")
+    _check_all(section, ft, ("render_size",), lambda v: v >= 0, "0 (the image size) or more")
+    _check_all(section, ft, ("lr", "uncertainty_lr", "radius"), lambda v: finite(v) and v > 0, "a positive number")
+    _check_all(section, ft, ("view_step_deg", "pose_search_step_deg"), lambda v: finite(v) and v != 0,
+               "a non-zero number")
+    _check_all(section, ft, ("psnr_target", "polar_deg"), finite, "a finite number")
+    parse_loss_weights(ft.loss_weights)
+
+
+def with_finetune_options(ft: FinetuneConfig, options: Mapping[str, Any], section: str = "finetune"
+                          ) -> FinetuneConfig:
+    """`ft` with the FINETUNE_OPTIONS in `options` set (None keeps ft's value), each coerced and checked as a
+    YAML value is; an unknown option or a bad value is a UserError naming `section.option`."""
+    unknown = sorted(set(options) - set(FINETUNE_OPTIONS))
+    if unknown:
+        raise UserError(f"config {section}: unknown fine-tuning option(s) {', '.join(unknown)} "
+                        f"(allowed: {', '.join(FINETUNE_OPTIONS)})")
+    chosen = dataclasses.replace(ft, **{name: _coerce(getattr(ft, name), value, f"{section}.{name}")
+                                        for name, value in options.items() if value is not None})
+    _validate_finetune(chosen, section)
+    return chosen
 
 
 def _validate_physical(phys: PhysicalConfig) -> None:
@@ -348,17 +388,11 @@ def config_to_dict(cfg: ModelConfig) -> dict:
 def load_config(path_or_name: str | Path) -> ModelConfig:
     """Load a YAML config by path, or by bare name of a bundled config (`cpu`, `knee.yaml`)."""
     path = Path(path_or_name)
-    if not path.is_file():
-        bundled = CONFIG_DIR / (path.name if path.suffix else f"{path.name}.yaml")
-        if path.parent == Path(".") and bundled.is_file():
-            path = bundled
-        else:
-            names = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
-            raise UserError(f"{path_or_name}: no such config file (bundled configs: {names})")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    bundled = CONFIG_DIR / (path.name if path.suffix else f"{path.name}.yaml")
+    if not path.is_file() and path.parent == Path(".") and bundled.is_file():
+        path = bundled
+    names = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+    data, _ = read_yaml(path, f" (bundled configs: {names})")
     cfg = config_from_dict(data or {})
     if "name" not in (data or {}):
         cfg.name = path.stem

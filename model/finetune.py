@@ -3,7 +3,6 @@ then render the 72 views. z is drawn once and kept fixed; all generator weights 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from umed_common.protocol import N_VIEWS
 
 from .checkpoint import read_checkpoint, resolve_run
 from .fit_result import FinetuneResult, input_view_metrics, prepare_xray  # noqa: F401  (public here too)
-from .config import parse_loss_weights
+from .config import parse_loss_weights, with_finetune_options
 from .cameras import view_poses
 from .generator import to_gray
 from .inference import LoadedModel, model_from_checkpoint
@@ -91,45 +90,29 @@ def _optimise(model: LoadedModel, generator, z, pose, target, weights, max_iters
                                        "psnr", "ssim"])
 
 
-def check_overrides(lr: float | None, render_size: int | None, z_candidates: int | None) -> None:
-    """One-line errors for bad fine-tuning overrides (None: keep the config's value)."""
-    if lr is not None and not lr > 0:
-        raise UserError(f"learning rate {lr}: must be positive")
-    if render_size is not None and not render_size > 0:
-        raise UserError(f"render size {render_size}: must be a positive number of pixels")
-    if z_candidates is not None and not z_candidates > 0:
-        raise UserError(f"z candidates {z_candidates}: must be at least 1")
-
-
 def finetune(checkpoint: str | Path, xray: np.ndarray, *, input_view_index: int | None = 0,
              loss_weights: str | tuple[float, float] = "learned", azimuth_deg: float | None = None,
-             max_iters: int | None = None, psnr_target: float | None = None, lr: float | None = None,
-             view_step_deg: float | None = None, render_size: int | None = None,
-             z_candidates: int | None = None, device: str = "auto",
-             seed: int = 0, progress: bool = True, perceptual_weights: str | Path | None = None
-             ) -> FinetuneResult:
+             device: str = "auto", seed: int = 0, progress: bool = True,
+             perceptual_weights: str | Path | None = None, **options) -> FinetuneResult:
     """Fine-tune on one X-ray ((H, W) uint8, any size) and render the 72 views at the config's size.
 
-    max_iters, psnr_target, lr, view_step_deg, render_size and z_candidates override the checkpoint config's
-    `finetune` values.
+    options: config.FINETUNE_OPTIONS (max_iters, psnr_target, lr, ...) over the checkpoint config's `finetune`
+    values, checked by the config schema; None keeps the config's value. A physical checkpoint takes
+    max_iters (its gain steps) and psnr_target (None: every step).
     """
     if input_view_index is not None and not 0 <= input_view_index < N_VIEWS:
         raise UserError(f"input view index {input_view_index}: must be in 0..{N_VIEWS - 1}")
-    check_overrides(lr, render_size, z_candidates)
     weights = parse_loss_weights(loss_weights)
     path = resolve_run(checkpoint)
     saved_cfg, payload = read_checkpoint(path)   # read once: it picks the family and then loads the model
+    saved_cfg.finetune = with_finetune_options(saved_cfg.finetune, options)
     if saved_cfg.family == "physical":
         from .physical import fit_physical
         return fit_physical(saved_cfg, payload, path, xray, input_view_index=input_view_index, loss_weights=weights,
-                            perceptual_weights=perceptual_weights, progress=progress, gain_steps=max_iters,
-                            psnr_target=psnr_target)
+                            perceptual_weights=perceptual_weights, progress=progress,
+                            gain_steps=options.get("max_iters"), psnr_target=options.get("psnr_target"))
     input_view_index = 0 if input_view_index is None else input_view_index
     model = model_from_checkpoint(saved_cfg, payload, path, device)
-    overrides = {k: v for k, v in {"lr": lr, "view_step_deg": view_step_deg,
-                                   "render_size": render_size, "z_candidates": z_candidates}.items()
-                 if v is not None}
-    model.config.finetune = dataclasses.replace(model.config.finetune, **overrides)
     cfg = model.config
     ft = cfg.finetune
     perceptual = build_perceptual(cfg.perceptual, perceptual_weights).to(model.device)
@@ -149,9 +132,8 @@ def finetune(checkpoint: str | Path, xray: np.ndarray, *, input_view_index: int 
     z = candidates[best:best + 1]
     generator = copy.deepcopy(model.generator).train().requires_grad_(True)
     pose = view_poses(torch.tensor([azimuth_deg]), ft.polar_deg, ft.radius).to(model.device)
-    history = _optimise(model, generator, z, pose, target_small, weights,
-                        ft.max_iters if max_iters is None else max_iters,
-                        ft.psnr_target if psnr_target is None else psnr_target, perceptual, progress)
+    history = _optimise(model, generator, z, pose, target_small, weights, ft.max_iters, ft.psnr_target,
+                        perceptual, progress)
     generator.eval().requires_grad_(False)
     views = render_views(generator, z, azimuth_deg, input_view_index, cfg, progress)
     return FinetuneResult(views, input_view_index, float(azimuth_deg), history, z, generator)

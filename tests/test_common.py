@@ -154,3 +154,18 @@ def test_output_folder_names_and_paths_stay_inside(tmp_path):
         folder.release(["user.txt"])
     folder.release_all()
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".tool-outputs.json", "user.txt"]
+
+
+def test_read_yaml_returns_document_and_text_or_one_line_errors(tmp_path):
+    from umed_common.yaml_files import read_yaml
+
+    good = tmp_path / "good.yaml"
+    good.write_text("a: [1, 2]\n")
+    assert read_yaml(good) == ({"a": [1, 2]}, "a: [1, 2]\n")
+    with pytest.raises(UserError, match="absent.yaml: no such config file \\(try x\\)"):
+        read_yaml(tmp_path / "absent.yaml", " (try x)")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1\n")
+    with pytest.raises(UserError, match="bad.yaml: not valid YAML") as caught:
+        read_yaml(bad)
+    assert "\n" not in str(caught.value)

@@ -8,7 +8,7 @@ BASE = {"datasets": {"knee": {"data_dir": "data/knee", "checkpoint": "runs/knee/
                               "eval_patients": [4, "05"], "input_views": [0, 18]}},
         "table1": {"datasets": ["knee"], "methods": {"MedNeRF": [0.3, 0.1], "UMedNeRF": "learned"},
                    "max_iters": 500},
-        "table3": {"dataset": "knee", "methods": {"learned": "learned", "0.6/0.4": [0.6, 0.4]}}}
+        "table3": {"datasets": "knee", "methods": {"learned": "learned", "0.6/0.4": [0.6, 0.4]}}}
 
 
 def with_change(path, value):
@@ -30,10 +30,10 @@ def test_parses_patients_views_and_weights():
 
 def test_fine_tuning_overrides():
     config = parse_config(with_change(("table1", "lr"), 1e-4))
-    assert config.table1.lr == 1e-4 and config.table1.view_step_deg is None and config.table3.lr is None
-    assert parse_config(with_change(("table1", "view_step_deg"), -5)).table1.view_step_deg == -5.0
-    assert config.table1.render_size is None
-    assert parse_config(with_change(("table1", "render_size"), 64)).table1.render_size == 64
+    assert config.table1.finetune == {"max_iters": 500, "lr": 1e-4} and config.table3.finetune == {}
+    assert parse_config(with_change(("table1", "view_step_deg"), -5)).table1.finetune["view_step_deg"] == -5.0
+    assert parse_config(with_change(("table1", "render_size"), 64)).table1.finetune["render_size"] == 64
+    assert "psnr_target" not in parse_config(with_change(("table1", "psnr_target"), None)).table1.finetune
 
 
 @pytest.mark.parametrize("path,value,message", [
@@ -42,11 +42,14 @@ def test_fine_tuning_overrides():
     (("table1", "max_iter"), 3, "table1: unknown key(s) max_iter"),
     (("table1", "methods", "MedNeRF"), [0.3], "loss weights must be"),
     (("table1", "datasets"), ["chest"], "dataset 'chest' is not defined"),
-    (("table1", "max_iters"), "many", "expected an integer"),
+    (("table1", "max_iters"), "many", "table1.max_iters: expected an integer"),
+    (("table1", "max_iters"), 0, "table1.max_iters: must be at least 1"),
     (("datasets", "knee", "input_views"), 0, "must be lists"),
-    (("table1", "lr"), -1e-4, "lr: expected a positive number"),
-    (("table1", "view_step_deg"), 0, "view_step_deg: expected a non-zero number"),
-    (("table1", "render_size"), 0, "render_size: expected an integer >= 1"),
+    (("table1", "lr"), -1e-4, "table1.lr: must be a positive number"),
+    (("table1", "view_step_deg"), 0, "table1.view_step_deg: must be a non-zero number"),
+    (("table1", "render_size"), -1, "table1.render_size: must be 0 (the image size) or more"),
+    (("table3", "z_candidates"), 0, "table3.z_candidates: must be at least 1"),
+    (("table3", "dataset"), "knee", "table3: unknown key(s) dataset"),
 ])
 def test_mistakes_are_one_line_user_errors(path, value, message):
     with pytest.raises(UserError) as caught:
@@ -70,7 +73,8 @@ def test_load_config_reports_missing_and_invalid_files(tmp_path):
 def test_quick_preset_keeps_one_case_and_few_iterations():
     quick = apply_quick(parse_config(BASE))
     assert quick.datasets["knee"].eval_patients == ("04",) and quick.datasets["knee"].input_views == (0,)
-    assert quick.table1.max_iters == QUICK_FINETUNE_ITERS and quick.table3.max_iters == QUICK_FINETUNE_ITERS
+    assert quick.table1.finetune["max_iters"] == QUICK_FINETUNE_ITERS
+    assert quick.table3.finetune["max_iters"] == QUICK_FINETUNE_ITERS
 
 
 @pytest.mark.parametrize("name", ["knee_cpu.yaml", "knee_cpu_xray.yaml", "paper.yaml"])

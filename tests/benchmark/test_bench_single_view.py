@@ -80,7 +80,7 @@ def test_tables_1_and_3_quick_end_to_end(knee_dir, tiny_checkpoint, tmp_path):
                               "eval_patients": ["04", "01"], "input_views": [0, 36]}},
         # One fine-tune per table keeps this under a minute: fixed weights in table 3, learned in table 1.
         "table1": {"datasets": ["knee"], "methods": {"UMedNeRF": "learned"}, "max_iters": 2},
-        "table3": {"dataset": "knee", "methods": {"0.6/0.4": [0.6, 0.4]},
+        "table3": {"datasets": "knee", "methods": {"0.6/0.4": [0.6, 0.4]},
                    "baselines": False, "max_iters": 2}}))
     for table in ("1", "3"):
         out = tmp_path / f"table{table}"
@@ -89,7 +89,7 @@ def test_tables_1_and_3_quick_end_to_end(knee_dir, tiny_checkpoint, tmp_path):
         scores = pd.read_csv(out / f"table{table}_scores.csv", dtype={"patient": str})
         assert set(scores.patient) == {"04"} and set(scores.input_view) == {0}  # --quick: first case only
         record = json.loads((out / "run.json").read_text())
-        assert record["quick"] is True and record["effective_config"][f"table{table}"]["max_iters"] == 2
+        assert record["quick"] is True and record["effective_config"][f"table{table}"]["finetune"]["max_iters"] == 2
         assert (out / f"table{table}.md").is_file() and (out / f"table{table}_summary.csv").is_file()
         assert (out / "plots" / f"table{table}_knee_psnr_per_view.png").is_file()
         assert (out / "contact_sheets" / f"table{table}_knee_04_v00.png").is_file()

@@ -49,8 +49,10 @@ def test_overrides_change_the_fine_tuning(tiny_checkpoint):
     assert base.history["loss"].iloc[1] != slower.history["loss"].iloc[1]      # different step
     assert np.array_equal(base.views[0], reversed_turn.views[0])               # the input view is anchored
     assert np.array_equal(base.views[1], reversed_turn.views[71])              # -5 deg and +5 deg swap sides
-    with pytest.raises(UserError, match="learning rate"):
+    with pytest.raises(UserError, match="finetune.lr: must be a positive number"):
         run(lr=0.0)
+    with pytest.raises(UserError, match="unknown fine-tuning option.*learning_rate"):
+        run(learning_rate=1e-3)
 
 
 def test_view_azimuths_are_anchored_at_the_input_view():
@@ -121,9 +123,10 @@ def test_cli_writes_every_output_and_refuses_mistakes(tmp_path, tiny_checkpoint,
         base.update(dict(zip(args[::2], args[1::2])))
         bad = _cli(*[item for pair in base.items() for item in pair])
         assert bad.returncode == 2 and fragment in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
-    for option, fragment in (("--lr", "learning rate"), ("--render-size", "render size"),
-                             ("--z-candidates", "z candidates")):
-        bad = _cli("--checkpoint", str(tiny_checkpoint), "--xray", xray, "--out", str(tmp_path / "y"), option, "0")
+    for option, value in (("--lr", "0"), ("--render-size", "-1"), ("--z-candidates", "0"), ("--max-iters", "0"),
+                          ("--view-step-deg", "0")):
+        bad = _cli("--checkpoint", str(tiny_checkpoint), "--xray", xray, "--out", str(tmp_path / "y"), option, value)
+        fragment = f"{option}: must be"
         assert bad.returncode == 2 and fragment in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
         assert not (tmp_path / "y").exists()          # refused before any folder is created
 
@@ -157,8 +160,8 @@ def test_keeps_the_weights_of_the_best_input_view_step(tiny_checkpoint):
     assert history_psnr.iloc[-1] < history_psnr.max()
     target = minmax_to_uint8(prepare_xray(xray, 32).numpy())
     assert psnr(result.views[0], target, 255) == pytest.approx(history_psnr.max(), abs=1e-9)
-    with pytest.raises(UserError, match="render size"):
-        finetune(tiny_checkpoint, xray, azimuth_deg=30.0, max_iters=1, render_size=0, device="cpu", progress=False)
+    with pytest.raises(UserError, match="finetune.render_size"):
+        finetune(tiny_checkpoint, xray, azimuth_deg=30.0, max_iters=1, render_size=-1, device="cpu", progress=False)
 
 
 def test_z_candidates_keep_the_latent_that_renders_the_input_best(tiny_checkpoint):
@@ -177,5 +180,5 @@ def test_z_candidates_keep_the_latent_that_renders_the_input_best(tiny_checkpoin
     assert torch.equal(one.z, candidates[:1])          # one candidate: the paper's single random z
     assert torch.equal(four.z, candidates[best:best + 1]) and azimuth == 30.0
     assert best != 0 and scores[best] > scores[0]      # the search changed the pick on this input
-    with pytest.raises(UserError, match="z candidates"):
+    with pytest.raises(UserError, match="finetune.z_candidates: must be at least 1"):
         run(0)

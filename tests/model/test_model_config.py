@@ -82,3 +82,22 @@ def test_yaml_with_negative_batch_size_fails_before_training(tmp_path):
                            "--out", str(out), "--device", "cpu"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "train.batch_size: must be at least 1, got -5" in done.stderr
     assert "Traceback" not in done.stderr and not out.exists()
+
+
+def test_fine_tuning_options_are_typed_and_checked_by_the_schema():
+    from model.config import FINETUNE_OPTIONS, FinetuneConfig, with_finetune_options
+
+    defaults = FinetuneConfig()
+    assert set(FINETUNE_OPTIONS) <= set(vars(defaults))
+    chosen = with_finetune_options(defaults, {"lr": 1, "max_iters": 7, "psnr_target": None})
+    assert chosen.lr == 1.0 and isinstance(chosen.lr, float) and chosen.max_iters == 7
+    assert chosen.psnr_target == defaults.psnr_target and defaults.max_iters != 7   # None keeps; no mutation
+    for options, message in (({"max_iters": 2.5}, "config table1.max_iters: expected an integer"),
+                             ({"z_candidates": 0}, "config table1.z_candidates: must be at least 1"),
+                             ({"polar_deg": 80.0}, "unknown fine-tuning option")):
+        with pytest.raises(UserError, match=message):
+            with_finetune_options(defaults, options, "table1")
+    with pytest.raises(UserError, match="^--view-step-deg: must be a non-zero number"):
+        with_finetune_options(defaults, {"view_step_deg": 0.0}, "--")
+    with pytest.raises(UserError, match="config finetune.lr: must be a positive number"):
+        config_from_dict({"finetune": {"lr": -1.0}})
