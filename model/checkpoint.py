@@ -70,3 +70,16 @@ def load_state(module: torch.nn.Module, state: dict, path: str | Path, what: str
     except RuntimeError as err:
         first = str(err).splitlines()[0]
         raise UserError(f"{path}: {what} does not match its config (checkpoint from another config? {first})") from None
+
+
+def check_identity(payload: dict, identity: dict, checkpoint: Path) -> None:
+    """A resumed run, of either family, must train on what its checkpoint records: the same --holdout and
+    the same training data (identity["training_images"] for the GAN, ["patients"] for the physical family).
+    Older checkpoints that lack a record pass."""
+    if "holdout" in payload and list(payload["holdout"]) != list(identity["holdout"]):
+        raise UserError(f"{checkpoint}: was trained with another --holdout ({' '.join(payload['holdout']) or 'none'}); "
+                        "resume with the same holdout")
+    for key, what in (("training_images", "images"), ("patients", "patients")):
+        if key in identity and key in payload and list(payload[key]) != list(identity[key]):
+            raise UserError(f"{checkpoint}: was trained on other {what} than the {len(identity[key])} found in "
+                            "--data now; resume with the same data")

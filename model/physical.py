@@ -26,17 +26,17 @@ from umed_common.protocol import N_VIEWS, VIEW_STEP_DEG, copy_views
 
 from .atlas import blend, reconstruct_volume, similarity_matrix, warp_volumes
 from .atlas_fit import AtlasState, fit_gain, fit_latent, gain_at, history_frame, render_integrals, views_uint8
-from .checkpoint import read_checkpoint, resolve_run, save_checkpoint
+from .checkpoint import check_identity, read_checkpoint, resolve_run, save_checkpoint
 from .config import ModelConfig, parse_loss_weights
 from .data import discover_drr_images, select_patients, to_model_range
 from .distributed import DistContext, finish_distributed, init_distributed
 from .drr_camera import DrrCamera, camera_from_preset, line_integrals, ray_samples, to_release_orientation
 from .fit_result import FinetuneResult, prepare_xray
 from .perceptual import build_perceptual
+from .rng import physical_recon_generator
 from .uncertainty import build_weighting
 
 CALIBRATION_FILE = "calibration.json"
-_STREAM_RECON = 11
 
 
 def camera_for(cfg: ModelConfig, size: int) -> DrrCamera:
@@ -86,7 +86,7 @@ def _reconstruct_all(cfg, patients: dict, ctx: DistContext, seed: int, progress:
     names = sorted(patients)[ctx.rank::ctx.world_size]
     for name in tqdm(names, desc="reconstruct", unit="patient", disable=not progress or not ctx.is_main):
         images, views = projector_images(patients[name], phys.train_size)
-        stream = torch.Generator().manual_seed(seed * 1000 + _STREAM_RECON + sorted(patients).index(name))
+        stream = physical_recon_generator(seed, sorted(patients).index(name))
         mine[name] = reconstruct_volume(images, views, camera, grid=phys.grid, n_samples=phys.samples,
                                         steps=phys.recon_steps, lr=phys.recon_lr, views_per_step=phys.views_per_step,
                                         mu_scale=phys.mu_scale, generator=stream)
@@ -217,8 +217,7 @@ def _check_resume(checkpoint: Path, cfg: ModelConfig, patients: dict, holdout: S
     saved, payload = read_checkpoint(checkpoint)
     if saved.physical.preset != cfg.physical.preset or saved.family != cfg.family:
         raise UserError(f"{checkpoint}: was trained with another config (resume with the same config)")
-    if list(payload.get("patients", [])) != sorted(patients) or list(payload.get("holdout", [])) != sorted(holdout):
-        raise UserError(f"{checkpoint}: was trained on other patients or another --holdout")
+    check_identity(payload, {"holdout": sorted(holdout), "patients": sorted(patients)}, checkpoint)
 
 
 def search_input_view(atlas: torch.Tensor, target: torch.Tensor, cfg: ModelConfig, perceptual,

@@ -17,7 +17,7 @@ from umed_common.errors import Interrupted, UserError
 from umed_common.images import write_png
 
 from .cameras import view_poses
-from .checkpoint import load_state, read_checkpoint, save_checkpoint
+from .checkpoint import check_identity, load_state, read_checkpoint, save_checkpoint
 from .config import ModelConfig, config_to_dict, load_config
 from .data import load_training_images
 from .distributed import (DistContext, any_rank, average_gradients, average_metrics, broadcast_module,
@@ -65,16 +65,6 @@ def model_states(models: GANModels, seed: int, identity: dict | None = None) -> 
 def run_identity(holdout: Sequence[str], keys: list[tuple[str, int]]) -> dict:
     """The held-out patients and every training image (patient/view), as a checkpoint records them."""
     return {"holdout": sorted(holdout), "training_images": [f"{patient}/{view}" for patient, view in keys]}
-
-
-def check_identity(payload: dict, identity: dict, checkpoint: Path) -> None:
-    """A resumed run must train on the same images with the same holdout (older checkpoints lack the record)."""
-    if "holdout" in payload and list(payload["holdout"]) != identity["holdout"]:
-        raise UserError(f"{checkpoint}: was trained with --holdout {' '.join(payload['holdout']) or '(none)'}; "
-                        "resume with the same holdout")
-    if "training_images" in payload and list(payload["training_images"]) != identity["training_images"]:
-        raise UserError(f"{checkpoint}: was trained on other images than {len(identity['training_images'])} "
-                        "found in --data now; resume with the same data")
 
 
 def restore_states(models: GANModels, payload: dict, path: Path) -> None:
