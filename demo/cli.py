@@ -30,7 +30,7 @@ import yaml
 from model.config import CONFIG_DIR, load_config
 from umed_common.atomic import ensure_writable_dir, write_json_atomic, write_text_atomic
 from umed_common.device import add_device_argument, resolve_device
-from umed_common.errors import UserError, cli_entry
+from umed_common.errors import DISK_FULL_ERRNOS, UserError, cli_entry, disk_full_error
 
 from .phantoms import phantom_name
 from .report import write_report
@@ -175,8 +175,13 @@ def run_stage(stage: Stage, out: Path, number: int, total: int) -> dict:
     log_path = out / "logs" / f"{stage.name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     print(f"\n[{number}/{total}] {stage.title}\n$ {shown(stage.command)}", flush=True)
-    with open(log_path, "wb") as log:
-        code, seconds, cpu_s = run_command(stage.command, out, log)
+    try:
+        with open(log_path, "wb") as log:
+            code, seconds, cpu_s = run_command(stage.command, out, log)
+    except OSError as err:  # a write to the log carries no file name: name it
+        if err.errno in DISK_FULL_ERRNOS:
+            raise disk_full_error(err, log_path) from None
+        raise
     if code != 0:
         raise UserError(f"stage {stage.name!r} failed (exit {code}): see {log_path}")
     return {"name": stage.name, "title": stage.title, "command": shown(stage.command), "planned": stage.planned,
