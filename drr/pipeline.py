@@ -25,12 +25,12 @@ from umed_common.atomic import ensure_writable_dir, write_text_atomic
 from umed_common.checksums import sha256_file
 from umed_common.device import resolve_device
 from umed_common.errors import DISK_FULL_ERRNOS, UserError, disk_full_error
-from umed_common.interrupts import check_stop
+from umed_common.interrupts import check_stop, wait_heeding_signals
 
 from . import writer
 from .attenuation import AttenuationModel, hu_to_attenuation
 from .geometry import check_source_outside, preset_geometry
-from .orientation import Alignment, align_to_axes, traced_as_read
+from .orientation import Alignment, align_to_axes, axes_code, signed_permutation, traced_as_read
 from .projector import AXIS_ALIGNED_ONLY, METHODS, project
 from .volume_io import CaseSource, discover_cases, load_case
 
@@ -101,14 +101,24 @@ def render_volume(volume, options: DrrOptions, device: torch.device):
     model = AttenuationModel(hu_min=options.hu_min, hu_max=options.hu_max)
     mu = torch.from_numpy(hu_to_attenuation(volume.hu, model))
     index_to_world = volume.index_to_world()
-    if options.projector in AXIS_ALIGNED_ONLY:
+    if options.projector not in AXIS_ALIGNED_ONLY:
+        alignment = traced_as_read(index_to_world)
+    elif signed_permutation(volume.direction) is None:
         mu, index_to_world, alignment = align_to_axes(mu, index_to_world, outside_value=0.0)
     else:
-        alignment = traced_as_read(index_to_world)
+        alignment = _axes_alignment(axes_code(volume.direction))
     drrs = project(mu.to(device), index_to_world, geometry, method=options.projector,
                    step_mm=options.step_mm, downsample=options.downsample, workers=options.projector_threads,
                    progress=check_stop)  # Ctrl-C stops a case between chunks of views
     return drrs.cpu().numpy(), geometry, alignment
+
+
+def _axes_alignment(code: str) -> Alignment:
+    """Voxel axes along the world axes: the fast projector takes them as they are (it
+    transposes only when the order is not x, y, z and traces a flipped axis backwards)."""
+    if code == "LPS":
+        return Alignment("none", code, "voxel axes already LPS")
+    return Alignment("permuted", code, f"voxel axes {code} -> LPS by exact transpose/flip (a flip traced, not copied)")
 
 
 def result_options(options: DrrOptions) -> dict:
@@ -256,7 +266,7 @@ def run_cases(cases: list[CaseSource], out_dir: Path, options: DrrOptions, devic
     finals = [writers.submit(write, projectors.submit(project, readers.submit(read, case))) for case in cases]
     try:
         for final in finals:
-            yield final.result()
+            yield wait_heeding_signals(final)  # Ctrl-C handled while a case runs
     finally:
         # Ctrl-C / SIGTERM: cases not started are dropped; a running one cleans its staging up
         stopping.set()
