@@ -11,6 +11,7 @@ UserError` of a batch does not record it as a failed case, while `finally` and `
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future, wait
 
 _STOP = threading.Event()
 
@@ -36,3 +37,16 @@ def check_stop(*_progress) -> None:
     also serves as a projector's `progress` callback."""
     if _STOP.is_set():
         raise Stopped()
+
+
+def wait_heeding_signals(future: Future, poll_s: float = 0.1):
+    """future.result(), waking every `poll_s` seconds so that a signal is handled promptly.
+
+    Python runs signal handlers only in the main thread and only while it runs bytecode; a
+    blocking wait is cut short only when the kernel hands the signal to the main thread. It
+    may pick any thread (a worker busy projecting, say), and then the handler, hence Ctrl-C,
+    would wait for the future. Short waits keep the main thread coming back to run it.
+    """
+    while not future.done():
+        wait([future], timeout=poll_s)
+    return future.result()
