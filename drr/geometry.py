@@ -149,7 +149,8 @@ def check_source_outside(geometry: Geometry, index_to_world, shape_xyz, name: st
     centre = (np.asarray(geometry.isocenter_mm) - affine[:3, 3]) @ to_index.T
     towards = (index - centre) / geometry.source_to_isocenter_mm  # (V, 3) index units per mm
     with np.errstate(divide="ignore", invalid="ignore"):
-        exits = np.where(towards > 0, (high - centre) / towards, np.where(towards < 0, (low - centre) / towards, np.inf))
+        exits = np.where(towards > 0, (high - centre) / towards,
+                         np.where(towards < 0, (low - centre) / towards, np.inf))
     needed = float(exits.min(axis=1).max())  # the isocentre's farthest distance to the grown box
     raise UserError(f"{name}: --sad-mm {geometry.source_to_isocenter_mm:g} puts the X-ray source inside the "
                     f"volume or within {clearance_mm:g} mm of it (view {first}, "

@@ -71,7 +71,8 @@ def test_sad_inside_one_volume_fails_that_case_and_the_batch_goes_on(tmp_path, c
     text = capsys.readouterr()
     assert code == 1 and "1 done, 0 already done, 1 failed" in text.out
     failed = [line for line in text.err.splitlines() if "FAILED" in line]
-    assert len(failed) == 1 and "FAILED wide: " in failed[0] and "wide.mha: --sad-mm 60 puts the X-ray source" in failed[0]
+    assert len(failed) == 1 and "FAILED wide: " in failed[0]
+    assert "wide.mha: --sad-mm 60 puts the X-ray source" in failed[0]
     assert (tmp_path / "out" / "small" / "case.json").is_file() and not (tmp_path / "out" / "wide").exists()
     with open(tmp_path / "out" / "manifest.csv", encoding="utf-8") as handle:
         rows = {row["case_id"]: row for row in csv.DictReader(handle)}
