@@ -323,6 +323,7 @@ def parse_args(argv):
         f"nanodrr {n} samples" for n in NANODRR_SAMPLES]], choices=list(PROJECTORS), metavar="NAME",
         help=f"projectors timed alone (of: {', '.join(PROJECTORS)})")
     parser.add_argument("--no-whole", action="store_true", help="skip part 1 (whole commands)")
+    parser.add_argument("--no-projectors", action="store_true", help="skip part 2 (projectors alone)")
     parser.add_argument("--truth-sub", type=int, default=1, help="analytic truth: sub x sub rays per pixel")
     parser.add_argument("--run-projector", help=argparse.SUPPRESS)  # child mode (one projector)
     parser.add_argument("--case", help=argparse.SUPPRESS)
@@ -372,9 +373,10 @@ def main(argv=None) -> int:
         if not args.no_whole:
             rows += whole_commands(ct, volume, geometry, work, args)
             _print_rows(rows)
-        part2 = projectors_alone(volume, geometry, work, args)
-        _print_rows(part2)
-        rows += part2
+        if not args.no_projectors:
+            part2 = projectors_alone(volume, geometry, work, args)
+            _print_rows(part2)
+            rows += part2
     out.mkdir(parents=True, exist_ok=True)
     write_report(rows, out, header + f"; load {os.getloadavg()[0]:.1f} at the end")
     print(f"-> {out / 'bench_speed.csv'}, {out / 'bench_speed.md'}")

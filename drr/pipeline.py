@@ -230,19 +230,24 @@ def generate_case(case: CaseSource, out_dir: Path, options: DrrOptions, device) 
     return work.result
 
 
+# Volumes read beyond those being projected: 1 keeps the projector fed (the next case is read
+# while this one projects) at the cost of one more volume in memory.
+READ_AHEAD = 1
+
+
 def run_cases(cases: list[CaseSource], out_dir: Path, options: DrrOptions, device):
     """Yield each case's CaseResult, in order, with the stages of consecutive cases overlapped.
 
     Reading (gzip, SimpleITK) and writing (PNG, hashing) mostly run outside the GIL, so
     they go on their own threads while the projector works: one thread reads ahead (at most
-    `options.workers` + 1 volumes read and not yet projected, which bounds memory),
+    `options.workers` + READ_AHEAD volumes read and not yet projected, which bounds memory),
     `options.workers` threads project, one writes behind. A case's outputs are identical
     to a sequential run's: each stage is the same function on the same data.
     """
     readers = ThreadPoolExecutor(1, thread_name_prefix="drr-read")
     projectors = ThreadPoolExecutor(options.workers, thread_name_prefix="drr-project")
     writers = ThreadPoolExecutor(1, thread_name_prefix="drr-write")
-    room = threading.Semaphore(options.workers + 1)
+    room = threading.Semaphore(options.workers + READ_AHEAD)
     stopping = threading.Event()
 
     def read(case):
