@@ -244,6 +244,7 @@ def _tuple(value):
 
 def projectors_alone(volume: Volume, geometry: Geometry, work: Path, args) -> list[Row]:
     phantom = phantom_volume(volume)
+    geometry = replace(geometry, isocenter_mm=phantom.centre_mm())  # the phantom is centred on 0, not the CT
     truth = analytic_drr(CHEST_BLOBS, geometry, phantom.centre_mm(), sub=args.truth_sub)
     case = work / "phantom"
     case.mkdir()

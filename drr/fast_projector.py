@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from umed_common.malloc_tuning import reuse_freed_memory
 
 from .geometry import Geometry, view_frames
-from .orientation import signed_permutation
+from .orientation import axis_aligned_view, signed_permutation
 
 # Slabs per knot. On the chest CT (72 views) against Plastimatch exact, worst view:
 # group 1 NCC 0.9999983, 2: 0.9999975, 3: 0.9999951, 4: 0.9999907, 8: 0.999956. Against the
@@ -119,7 +119,11 @@ def project_fast(mu_zyx: torch.Tensor, index_to_world, geometry: Geometry, *, vi
     """
     # Any order and sign of the voxel axes: the same voxels, transposed when the order is not
     # x, y, z; signs stay in the spacing. An oblique affine raises: resample it first.
-    mu_zyx, origin, spacing = _world_ordered_view(mu_zyx, index_to_world)
+    if _factors(downsample) == (1, 1, 1):
+        mu_zyx, origin, spacing = _world_ordered_view(mu_zyx, index_to_world)
+    else:  # boxes are cut from the low-index end: flip exactly first, so every voxel order agrees
+        mu_zyx, affine = axis_aligned_view(mu_zyx, index_to_world)
+        origin, spacing = tuple(affine[:3, 3]), tuple(np.diag(affine)[:3])
     if group < 1:
         raise ValueError(f"group must be >= 1, got {group}")
     reuse_freed_memory()  # process-wide, once: see umed_common.malloc_tuning
@@ -144,7 +148,7 @@ def project_fast(mu_zyx: torch.Tensor, index_to_world, geometry: Geometry, *, vi
             if view_at.numel():
                 out[torch.as_tensor(views, device=out.device)[view_at], :, col_at] = _project_columns(
                     steps, grid_yx, source[view_at], toward[view_at, col_at], rays["rows_z"], march,
-                    np.abs(spacing), group).t()
+                    np.asarray(spacing), group).t()
 
     _run_batches(one_batch, batches, workers, progress)
     return out
@@ -239,17 +243,22 @@ def _rays_in_index_space(frames, origin, spacing) -> dict[str, torch.Tensor]:
             "rows_z": (rows_z_mm - origin_t[2]) / spacing_t[2]}
 
 
-def _project_columns(steps, grid_yx, source, toward, rows_z, march: int, spacing, group: int) -> torch.Tensor:
+def _project_columns(steps, grid_yx, source, toward, rows_z, march: int, signed_spacing, group: int) -> torch.Tensor:
     """Line integrals (H, C) for C columns whose horizontal paths advance most along `march`.
 
     steps (Y * X, Z + 1) slice differences, source (C, 3) per column (columns of several
     views) and toward (C, 2) in index units, rows_z (H,) the detector rows' z index.
     """
-    table = _knot_table(steps, grid_yx, source, toward, march, group)  # (K + 1, C, Z + 1)
+    # Slabs are grouped from the world's low end of the march axis whatever the voxel order, so a
+    # flipped volume gives the DRRs of its unflipped copy: then the padding to whole groups leads.
+    planes = grid_yx[1] if march == 0 else grid_yx[0]
+    lead = (-planes) % group if signed_spacing[march] < 0 else 0
+    spacing = np.abs(signed_spacing)
+    table = _knot_table(steps, grid_yx, source, toward, march, group, lead)  # (K + 1, C, Z + 1)
     step = toward[:, march]  # (C,) march index per unit of the ray parameter
     rise = rows_z[:, None] - source[None, :, 2]  # (H, C) z index per unit of the ray parameter
     slope_z = rise / step[None, :] * group  # (H, C) z index per knot
-    z_start = source[None, :, 2] + (-0.5 - source[None, :, march]) * slope_z / group  # z at knot 0
+    z_start = source[None, :, 2] + (-0.5 - lead - source[None, :, march]) * slope_z / group  # z at knot 0
     z_end = z_start + (table.shape[0] - 1) * slope_z
     integral = _stay_term(table, z_end) + _crossing_term(table, z_start, z_end, slope_z)
     # A slab is 1 march index = spacing[march] mm of march; the ray runs |ray| / |march part| per mm.
@@ -259,7 +268,7 @@ def _project_columns(steps, grid_yx, source, toward, rows_z, march: int, spacing
     return (integral.double() * stretch * spacing[march]).float()
 
 
-def _knot_table(steps, grid_yx, source, toward, march: int, group: int) -> torch.Tensor:
+def _knot_table(steps, grid_yx, source, toward, march: int, group: int, lead: int = 0) -> torch.Tensor:
     """D (K + 1, C, Z + 1): slice differences integrated along each column's path up to knot k."""
     knots_z = steps.shape[1]
     width = grid_yx[1]
@@ -278,7 +287,7 @@ def _knot_table(steps, grid_yx, source, toward, march: int, group: int) -> torch
              + taps.clamp(0, across_size - 1) * across_stride)
     knots = -(-planes // group)
     # Whole groups (padded slabs weigh 0), and one leading group of weight 0: knot 0.
-    padding = (0, 0, 0, 0, group, knots * group - planes)
+    padding = (0, 0, 0, 0, group + lead, knots * group - planes - lead)
     index = F.pad(index, padding).view(knots + 1, group, cols, 2).transpose(1, 2)
     tap_weight = F.pad(tap_weight, padding).view(knots + 1, group, cols, 2).transpose(1, 2)
     table = F.embedding_bag(index.reshape(-1, 2 * group), steps,
