@@ -29,7 +29,7 @@ Plastimatch exact and against an analytic phantom by `python -m drr.bench_speed`
 tests/drr/test_fast_projector.py checks it against our Siddon.
 
 Needs the voxel axes along the world axes (any order and sign: the volume is
-transposed exactly when needed, a flipped axis traced with a negative spacing); an oblique
+transposed/flipped exactly, by drr.orientation.axis_aligned_view); an oblique
 volume must be resampled first (drr.orientation.align_to_axes).
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from umed_common.malloc_tuning import reuse_freed_memory
 
 from .geometry import Geometry, view_frames
-from .orientation import axis_aligned_view, signed_permutation
+from .orientation import axis_aligned_view
 
 # Slabs per knot. On the chest CT (72 views) against Plastimatch exact, worst view:
 # group 1 NCC 0.9999983, 2: 0.9999975, 3: 0.9999951, 4: 0.9999907, 8: 0.999956. Against the
@@ -76,25 +76,6 @@ def box_average(mu_zyx: torch.Tensor, factors_xyz, origin_xyz, spacing_xyz):
     return coarse.contiguous(), tuple(origin), tuple(spacing * factors)
 
 
-def _world_ordered_view(mu_zyx: torch.Tensor, index_to_world):
-    """(mu with index axes x, y, z along world x, y, z (a transposed copy only when needed),
-    origin_xyz, signed spacing_xyz): a voxel axis running against its world axis keeps its
-    voxel order and gets a negative spacing, so a flipped volume costs no copy.
-
-    index_to_world (4, 4) must be a signed permutation times spacing; ValueError otherwise.
-    """
-    affine = np.asarray(index_to_world, dtype=np.float64)
-    sides = np.linalg.norm(affine[:3, :3], axis=0)
-    permutation = signed_permutation(affine[:3, :3] / sides)
-    if permutation is None:
-        raise ValueError("direction is not a signed permutation: resample instead (orientation.align_to_axes)")
-    index_axis, signs = permutation  # the index axis along world axis w, and its sign
-    if list(index_axis) != [0, 1, 2]:
-        # array axes are (z, y, x): index axis i is array axis 2 - i
-        mu_zyx = mu_zyx.permute(*[2 - int(index_axis[world]) for world in (2, 1, 0)]).contiguous()
-    return mu_zyx, tuple(affine[:3, 3]), tuple(signs * sides[index_axis])
-
-
 def _factors(downsample) -> tuple[int, int, int]:
     """'auto' means none: the separable exact integral is fast without box averaging."""
     if downsample in ("auto", None):
@@ -117,17 +98,14 @@ def project_fast(mu_zyx: torch.Tensor, index_to_world, geometry: Geometry, *, vi
     table_dtype: storage of the slice-difference rows (float16 default, or float32).
     workers: CPU threads that project batches of views side by side (see _run_batches).
     """
-    # Any order and sign of the voxel axes: the same voxels, transposed when the order is not
-    # x, y, z; signs stay in the spacing. An oblique affine raises: resample it first.
-    if _factors(downsample) == (1, 1, 1):
-        mu_zyx, origin, spacing = _world_ordered_view(mu_zyx, index_to_world)
-    else:  # boxes are cut from the low-index end: flip exactly first, so every voxel order agrees
-        mu_zyx, affine = axis_aligned_view(mu_zyx, index_to_world)
-        origin, spacing = tuple(affine[:3, 3]), tuple(np.diag(affine)[:3])
+    # Any order and sign of the voxel axes: the same voxels, transposed/flipped (no copy
+    # when already LPS). An oblique affine raises: resample it first (orientation.align_to_axes).
+    mu_zyx, affine = axis_aligned_view(mu_zyx, index_to_world)
+    spacing = np.diag(affine)[:3]
     if group < 1:
         raise ValueError(f"group must be >= 1, got {group}")
     reuse_freed_memory()  # process-wide, once: see umed_common.malloc_tuning
-    mu, origin, spacing = box_average(mu_zyx.float(), _factors(downsample), origin, spacing)
+    mu, origin, spacing = box_average(mu_zyx.float(), _factors(downsample), affine[:3, 3], spacing)
     workers = workers if mu.device.type == "cpu" else 1
     steps = _slice_steps(mu, table_dtype, workers)
     grid_yx = tuple(mu.shape[1:])
@@ -243,22 +221,17 @@ def _rays_in_index_space(frames, origin, spacing) -> dict[str, torch.Tensor]:
             "rows_z": (rows_z_mm - origin_t[2]) / spacing_t[2]}
 
 
-def _project_columns(steps, grid_yx, source, toward, rows_z, march: int, signed_spacing, group: int) -> torch.Tensor:
+def _project_columns(steps, grid_yx, source, toward, rows_z, march: int, spacing, group: int) -> torch.Tensor:
     """Line integrals (H, C) for C columns whose horizontal paths advance most along `march`.
 
     steps (Y * X, Z + 1) slice differences, source (C, 3) per column (columns of several
     views) and toward (C, 2) in index units, rows_z (H,) the detector rows' z index.
     """
-    # Slabs are grouped from the world's low end of the march axis whatever the voxel order, so a
-    # flipped volume gives the DRRs of its unflipped copy: then the padding to whole groups leads.
-    planes = grid_yx[1] if march == 0 else grid_yx[0]
-    lead = (-planes) % group if signed_spacing[march] < 0 else 0
-    spacing = np.abs(signed_spacing)
-    table = _knot_table(steps, grid_yx, source, toward, march, group, lead)  # (K + 1, C, Z + 1)
+    table = _knot_table(steps, grid_yx, source, toward, march, group)  # (K + 1, C, Z + 1)
     step = toward[:, march]  # (C,) march index per unit of the ray parameter
     rise = rows_z[:, None] - source[None, :, 2]  # (H, C) z index per unit of the ray parameter
     slope_z = rise / step[None, :] * group  # (H, C) z index per knot
-    z_start = source[None, :, 2] + (-0.5 - lead - source[None, :, march]) * slope_z / group  # z at knot 0
+    z_start = source[None, :, 2] + (-0.5 - source[None, :, march]) * slope_z / group  # z at knot 0
     z_end = z_start + (table.shape[0] - 1) * slope_z
     integral = _stay_term(table, z_end) + _crossing_term(table, z_start, z_end, slope_z)
     # A slab is 1 march index = spacing[march] mm of march; the ray runs |ray| / |march part| per mm.
@@ -268,7 +241,7 @@ def _project_columns(steps, grid_yx, source, toward, rows_z, march: int, signed_
     return (integral.double() * stretch * spacing[march]).float()
 
 
-def _knot_table(steps, grid_yx, source, toward, march: int, group: int, lead: int = 0) -> torch.Tensor:
+def _knot_table(steps, grid_yx, source, toward, march: int, group: int) -> torch.Tensor:
     """D (K + 1, C, Z + 1): slice differences integrated along each column's path up to knot k."""
     knots_z = steps.shape[1]
     width = grid_yx[1]
@@ -287,7 +260,7 @@ def _knot_table(steps, grid_yx, source, toward, march: int, group: int, lead: in
              + taps.clamp(0, across_size - 1) * across_stride)
     knots = -(-planes // group)
     # Whole groups (padded slabs weigh 0), and one leading group of weight 0: knot 0.
-    padding = (0, 0, 0, 0, group + lead, knots * group - planes - lead)
+    padding = (0, 0, 0, 0, group, knots * group - planes)
     index = F.pad(index, padding).view(knots + 1, group, cols, 2).transpose(1, 2)
     tap_weight = F.pad(tap_weight, padding).view(knots + 1, group, cols, 2).transpose(1, 2)
     table = F.embedding_bag(index.reshape(-1, 2 * group), steps,
