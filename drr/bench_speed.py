@@ -31,7 +31,6 @@ import csv
 import io
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -69,10 +68,6 @@ def scores(ours: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
     b = reference.reshape(len(reference), -1).astype(np.float64)
     rel = np.sqrt(((a - b) ** 2).mean(1)) / np.sqrt((b ** 2).mean(1))
     return float(np.min(ncc(ours, reference))), float(rel.max())
-
-
-def peak_rss_gb(who=resource.RUSAGE_SELF) -> float:
-    return resource.getrusage(who).ru_maxrss / 1024 ** 2  # Linux reports KiB
 
 
 # Runs the measured command and reports its wall time and peak memory as one JSON line. A child's
