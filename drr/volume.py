@@ -58,13 +58,14 @@ def check_volume(volume: Volume) -> Volume:
     if min(volume.spacing_xyz) <= 0:
         raise UserError(f"{name}: non-positive voxel spacing {volume.spacing_xyz}")
     _check_direction(volume)
-    finite = np.isfinite(volume.hu)
-    if not finite.any():
-        raise UserError(f"{name}: contains no finite values (all NaN/inf)")
-    if not finite.all():
+    low, high = float(volume.hu.min()), float(volume.hu.max())
+    if not (np.isfinite(low) and np.isfinite(high)):  # NaN and inf show in the extremes: one pass when none
+        finite = np.isfinite(volume.hu)
+        if not finite.any():
+            raise UserError(f"{name}: contains no finite values (all NaN/inf)")
         volume.hu = np.where(finite, volume.hu, -1000.0).astype(np.float32)
         volume.warnings.append(f"{int((~finite).sum())} non-finite voxels treated as air")
-    low, high = float(volume.hu.min()), float(volume.hu.max())
+        low, high = float(volume.hu.min()), float(volume.hu.max())
     if low == high:
         raise UserError(f"{name}: constant volume (every voxel is {low:g}), nothing to project")
     return volume
@@ -85,7 +86,7 @@ def _check_direction(volume: Volume) -> None:
 
 def from_sitk(image: sitk.Image, source: str = "") -> Volume:
     """A 3D scalar SimpleITK image as a Volume (HU as float32), direction as stored."""
-    hu = sitk.GetArrayFromImage(image).astype(np.float32)
+    hu = sitk.GetArrayViewFromImage(image).astype(np.float32)  # one copy, out of the image's buffer
     direction = np.array(image.GetDirection(), dtype=np.float64).reshape(3, 3)
     return Volume(hu, tuple(image.GetSpacing()), tuple(image.GetOrigin()), direction, source)
 

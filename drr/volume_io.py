@@ -8,13 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import SimpleITK as sitk
 
 from umed_common.errors import UserError
 
 from . import dicom_io
 from .volume import Volume, check_volume, from_sitk
-from .volume_truncation import check_complete
+from .volume_truncation import NiftiVoxels, check_complete
 
 # Public here too, as before the split (documented; older scripts import them from here).
 from .dicom_io import write_dicom_series  # noqa: F401
@@ -106,15 +107,51 @@ def read_volume_file(path: str | Path) -> Volume:
     """NIfTI / MetaImage / NRRD through SimpleITK (it applies NIfTI scaling), after checking that the
     file holds every voxel its header announces (drr.volume_truncation)."""
     path = Path(path)
-    check_complete(path)  # a cut-short file is refused, never read as zeros
+    decompressed = check_complete(path)  # a cut-short file is refused, never read as zeros
+    if decompressed is not None and (volume := _from_checked_nifti(path, decompressed)) is not None:
+        return volume
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as err:
-        reason = str(err).strip().splitlines()[-1][:160] if str(err).strip() else "unreadable"
-        raise UserError(f"{path}: cannot read volume ({reason})") from None
+        raise UserError(f"{path}: cannot read volume ({_reason(err)})") from None
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise UserError(f"{path}: has {image.GetNumberOfComponentsPerPixel()} components per voxel, "
                         "expected a scalar CT volume")
     if image.GetDimension() != 3:
         raise UserError(f"{path}: is a {image.GetDimension()}D image, expected a 3D volume")
     return from_sitk(image, str(path))
+
+
+def _reason(err: RuntimeError) -> str:
+    return str(err).strip().splitlines()[-1][:160] if str(err).strip() else "unreadable"
+
+
+def _from_checked_nifti(path: Path, decompressed: NiftiVoxels) -> Volume | None:
+    """The .nii.gz's voxels as the truncation check decompressed them, the index -> world map as
+    SimpleITK reads the header: the Volume sitk.ReadImage gives, without decompressing the file a
+    second time. None (the caller reads the file with SimpleITK) when ITK sees another shape."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return None
+    voxels = decompressed.voxels
+    if reader.GetDimension() != 3 or reader.GetNumberOfComponents() != 1 or tuple(reader.GetSize()) != voxels.shape[::-1]:
+        return None
+    direction = np.array(reader.GetDirection(), dtype=np.float64).reshape(3, 3)
+    return Volume(_scaled_as_itk(voxels, decompressed.slope, decompressed.intercept), tuple(reader.GetSpacing()),
+                  tuple(reader.GetOrigin()), direction, str(path))
+
+
+def _scaled_as_itk(voxels: np.ndarray, slope: float, intercept: float) -> np.ndarray:
+    """float32 voxels * slope + intercept as ITK computes them (in double, then cast)."""
+    if slope == 1.0 and intercept == 0.0:
+        return voxels.astype(np.float32)
+    if (slope == 1.0 and intercept.is_integer() and abs(intercept) <= 2 ** 16 and voxels.dtype.kind in "iu"
+            and voxels.dtype.itemsize <= 2):
+        # small integers plus an integer offset (CT's -1024) are exact in float32: same result, half the traffic
+        hu = voxels.astype(np.float32)
+        hu += np.float32(intercept)
+        return hu
+    return (voxels * np.float64(slope) + np.float64(intercept)).astype(np.float32)

@@ -13,11 +13,16 @@ So the data are counted before any reader sees the file, from the header's own f
 
 Layouts whose byte count the header does not pin down (file lists, ascii/hex encodings,
 `byte skip: -1`, MetaImage HeaderSize) are left to the reader.
+
+Counting a .nii.gz means decompressing it, the costliest part of reading it (0.3 s for a
+512x512x133 CT), so its voxels are handed on (`NiftiVoxels`) for the reader to use as they are.
 """
 from __future__ import annotations
 
 import bz2
+import io
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -31,12 +36,30 @@ _BLOCK = 1 << 22
 _HEADER_LIMIT = 1 << 16  # MetaImage/NRRD headers are text of a few hundred bytes
 
 
-def check_complete(path: str | Path) -> None:
-    """UserError naming the file when it holds fewer voxel bytes than its header announces."""
+@dataclass(frozen=True)
+class NiftiVoxels:
+    """The voxels of a .nii.gz as stored, decompressed once by the check.
+
+    voxels: (Z, Y, X) array in the file's data type (x fastest, as NIfTI stores them), a view of
+    the decompressed bytes; slope, intercept: the scaling as ITK applies it (nifti1_io reads a
+    non-finite scl_slope or scl_inter as 0, ITK a slope of 0 as 1; nibabel differs: no scaling).
+    """
+
+    voxels: np.ndarray
+    slope: float
+    intercept: float
+
+
+def check_complete(path: str | Path) -> NiftiVoxels | None:
+    """UserError naming the file when it holds fewer voxel bytes than its header announces.
+
+    For a 3D .nii.gz the voxels it decompressed to count them come back (NiftiVoxels), so the
+    reader need not decompress the file again; None otherwise.
+    """
     path = Path(path)
     name = path.name.lower()
     if name.endswith((".nii", ".nii.gz")):
-        _check_nifti(path)
+        return _check_nifti(path)
     elif name.endswith((".mha", ".mhd")):
         _check_metaimage(path)
     elif name.endswith((".nrrd", ".nhdr")):
@@ -48,7 +71,7 @@ def _refuse_if_short(path: Path, actual: int, expected: int) -> None:
         raise UserError(f"{path}: truncated ({actual} of the {expected} bytes its header announces)")
 
 
-def _check_nifti(path: Path) -> None:
+def _check_nifti(path: Path) -> NiftiVoxels | None:
     try:
         image = nib.load(str(path))
     except Exception as err:  # nibabel raises several types for a bad header
@@ -57,11 +80,21 @@ def _check_nifti(path: Path) -> None:
     header = image.header
     expected = int(image.dataobj.offset) + int(np.prod(header.get_data_shape(), dtype=np.int64)) \
         * header.get_data_dtype().itemsize
-    if path.name.lower().endswith(".gz"):
-        actual = _decompressed_bytes(path, 0, "gzip", expected)
-    else:
-        actual = path.stat().st_size
+    if not path.name.lower().endswith(".gz"):
+        _refuse_if_short(path, path.stat().st_size, expected)
+        return None
+    data = bytearray()
+    actual = _decompressed_bytes(path, 0, "gzip", expected, keep=data)
     _refuse_if_short(path, actual, expected)
+    shape = header.get_data_shape()
+    if len(shape) != 3:
+        return None
+    voxels = np.frombuffer(data, dtype=header.get_data_dtype(), count=int(np.prod(shape)),
+                           offset=int(image.dataobj.offset)).reshape(shape[::-1])
+    # the image's header copy has its scaling cleared: read the file's own fields
+    raw = type(header).from_fileobj(io.BytesIO(data[:header.sizeof_hdr]), check=False)
+    slope, intercept = (float(raw[name]) if np.isfinite(raw[name]) else 0.0 for name in ("scl_slope", "scl_inter"))
+    return NiftiVoxels(voxels, slope or 1.0, intercept)
 
 
 def _voxel_bytes(path: Path) -> int:
@@ -147,8 +180,9 @@ def _check_nrrd(path: Path) -> None:
     _refuse_if_short(data_path, actual, expected)
 
 
-def _decompressed_bytes(path: Path, offset: int, kind: str, expected: int) -> int:
-    """Bytes of the compressed stream from `offset` once decompressed (gzip members may be concatenated).
+def _decompressed_bytes(path: Path, offset: int, kind: str, expected: int, keep: bytearray | None = None) -> int:
+    """Bytes of the compressed stream from `offset` once decompressed (gzip members may be concatenated);
+    with `keep`, the decompressed bytes are appended to it.
 
     A stream that stops before its end marker is truncated even when its voxel bytes seem all
     there (a cut checksum trailer): readers then zero-fill. Corrupt data is a UserError too.
@@ -156,18 +190,19 @@ def _decompressed_bytes(path: Path, offset: int, kind: str, expected: int) -> in
     def fresh():
         return bz2.BZ2Decompressor() if kind == "bzip2" else zlib.decompressobj(47)  # 47: zlib or gzip header
     decompressor, total = fresh(), 0
+    count = len if keep is None else lambda part: keep.extend(part) or len(part)
     try:
         with open(path, "rb") as handle:
             handle.seek(offset)
             while block := handle.read(_BLOCK):
                 check_stop()  # a large volume gives way to Ctrl-C between blocks
-                total += len(decompressor.decompress(block))
+                total += count(decompressor.decompress(block))
                 while decompressor.eof:  # another gzip member may follow; anything else is padding
                     rest = decompressor.unused_data + handle.read(_BLOCK)
                     if not rest.startswith(b"\x1f\x8b"):
                         return total
                     decompressor = fresh()
-                    total += len(decompressor.decompress(rest))
+                    total += count(decompressor.decompress(rest))
     except (EOFError, OSError, zlib.error, ValueError) as err:
         raise UserError(f"{path}: truncated or corrupt {kind} data ({str(err)[:80] or 'ends early'})") from None
     if not decompressor.eof:
