@@ -254,17 +254,22 @@ def _knot_table(steps, grid_yx, source, toward, march: int, group: int) -> torch
     across_at = (source[None, :, across]
                  + (boundaries[:, None] - source[None, :, march]) * (toward[:, across] / toward[:, march]))
     first, weight = _two_tap(across_at)  # (P, C)
-    taps = torch.stack([first, first + 1], dim=-1)  # (P, C, 2)
-    tap_weight = torch.stack([1 - weight, weight], dim=-1) * ((taps >= 0) & (taps < across_size))
-    index = (torch.arange(planes, device=device)[:, None, None] * plane_stride
-             + taps.clamp(0, across_size - 1) * across_stride)
     knots = -(-planes // group)
-    # Whole groups (padded slabs weigh 0), and one leading group of weight 0: knot 0.
-    padding = (0, 0, 0, 0, group, knots * group - planes)
-    index = F.pad(index, padding).view(knots + 1, group, cols, 2).transpose(1, 2)
-    tap_weight = F.pad(tap_weight, padding).view(knots + 1, group, cols, 2).transpose(1, 2)
-    table = F.embedding_bag(index.reshape(-1, 2 * group), steps,
-                            per_sample_weights=tap_weight.reshape(-1, 2 * group).to(steps.dtype), mode="sum")
+    # Whole groups (padded slabs weigh 0), and one leading group of weight 0: knot 0. The per-slab
+    # values are regrouped (K + 1, C, group) as views; the taps are then built in that order.
+    padding = (0, 0, group, knots * group - planes)
+
+    def regroup(per_slab: torch.Tensor, pad_value=0) -> torch.Tensor:  # (P, C) -> (K + 1, C, group)
+        return F.pad(per_slab, padding, value=pad_value).view(knots + 1, group, cols).transpose(1, 2)
+
+    # a padded slab's first tap is out of range (weight 0) and its second has weight 0
+    first, weight = regroup(first, pad_value=-1), regroup(weight)
+    plane = regroup(torch.arange(planes, device=device)[:, None].expand(planes, cols))
+    taps = torch.stack([first, first + 1], dim=-1)  # (K + 1, C, group, 2)
+    tap_weight = torch.stack([1 - weight, weight], dim=-1) * ((taps >= 0) & (taps < across_size))
+    index = taps.clamp_(0, across_size - 1).mul_(across_stride).add_(plane[..., None] * plane_stride)
+    table = F.embedding_bag(index.view(-1, 2 * group), steps,
+                            per_sample_weights=tap_weight.view(-1, 2 * group).to(steps.dtype), mode="sum")
     table = _float32_buffer(table.view(knots + 1, cols, knots_z))
     for knot in range(1, knots + 1):  # in place, whole (C, Z + 1) blocks: ~3x torch.cumsum(dim=0)
         table[knot].add_(table[knot - 1])

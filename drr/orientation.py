@@ -70,12 +70,14 @@ def axes_code(direction) -> str:
     return "".join(letters)
 
 
-def axis_aligned_view(values_zyx, index_to_world):
+def axis_aligned_view(values_zyx, index_to_world, copy: bool = True):
     """Same samples on an identity-direction grid, by transposes and flips only.
 
     values_zyx: (Z, Y, X) numpy array or torch tensor; index_to_world (4, 4) whose
     direction is a signed permutation. Returns (values (Z', Y', X') contiguous, of the
     same type, and its (4, 4) affine diag(spacing') + origin'). ValueError if oblique.
+    copy=False (numpy only): a strided view instead, for a caller whose next pass over
+    the values writes a new array anyway.
     """
     affine = np.asarray(index_to_world, dtype=np.float64)
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
@@ -93,21 +95,24 @@ def axis_aligned_view(values_zyx, index_to_world):
             first_voxel[index_axis[world]] = shape_xyz[index_axis[world]] - 1
     aligned = np.diag([*spacing[index_axis], 1.0])
     aligned[:3, 3] = (affine @ np.append(first_voxel, 1.0))[:3]
-    return _transpose_flip(values_zyx, array_order, flipped), aligned
+    return _transpose_flip(values_zyx, array_order, flipped, copy), aligned
 
 
-def _transpose_flip(values, order: list[int], flipped: list[int]):
-    """Contiguous copy of `values` with axes reordered, then `flipped` axes reversed."""
+def _transpose_flip(values, order: list[int], flipped: list[int], copy: bool = True):
+    """Contiguous copy of `values` with axes reordered, then `flipped` axes reversed
+    (numpy with copy=False: a view)."""
     if isinstance(values, torch.Tensor):
         out = values.permute(*order)
         return (out.flip(flipped) if flipped else out).contiguous()
     out = np.transpose(values, order)
-    return np.ascontiguousarray(np.flip(out, flipped) if flipped else out)
+    out = np.flip(out, flipped) if flipped else out
+    return np.ascontiguousarray(out) if copy else out
 
 
-def align_to_axes(values_zyx, index_to_world, outside_value: float = 0.0):
+def align_to_axes(values_zyx, index_to_world, outside_value: float = 0.0, copy: bool = True):
     """(Z, Y, X) values (numpy or torch) and (4, 4) affine -> the same on an identity-direction
-    grid, and the Alignment that says how (see module doc).
+    grid, and the Alignment that says how (see module doc). copy=False: a transpose/flip of
+    numpy values comes back as a view (axis_aligned_view); a resampled grid is always new.
 
     outside_value fills what a resampled grid covers beyond the volume (0 for mu, -1000
     for HU). Resampling runs on the CPU; a tensor comes back on its own device.
@@ -117,7 +122,7 @@ def align_to_axes(values_zyx, index_to_world, outside_value: float = 0.0):
     if code == "LPS":
         return values_zyx, affine, Alignment("none", code, "voxel axes already LPS")
     if code != "oblique":
-        values, aligned = axis_aligned_view(values_zyx, affine)
+        values, aligned = axis_aligned_view(values_zyx, affine, copy)
         return values, aligned, Alignment("permuted", code, f"voxel axes {code} -> LPS by exact transpose/flip")
     return _resample_axis_aligned(values_zyx, affine, outside_value)
 

@@ -99,12 +99,16 @@ def render_volume(volume, options: DrrOptions, device: torch.device):
     geometry = geometry_for(volume, options)
     check_source_outside(geometry, volume.index_to_world(), volume.shape_xyz, volume.source)
     model = AttenuationModel(hu_min=options.hu_min, hu_max=options.hu_max)
-    mu = torch.from_numpy(hu_to_attenuation(volume.hu, model))
     index_to_world = volume.index_to_world()
-    if options.projector in AXIS_ALIGNED_ONLY:
+    hu, alignment = volume.hu, traced_as_read(index_to_world)
+    axis_aligned_only = options.projector in AXIS_ALIGNED_ONLY
+    if axis_aligned_only and alignment.axes_before != "oblique":
+        # transposed/flipped as a view: the HU -> mu copy lays the voxels out (one pass, not two)
+        hu, index_to_world, alignment = align_to_axes(hu, index_to_world, copy=False)
+    mu = torch.from_numpy(hu_to_attenuation(hu, model))
+    if axis_aligned_only and alignment.axes_before == "oblique":
+        # resampled after the conversion: interpolating HU across the air threshold would move edges
         mu, index_to_world, alignment = align_to_axes(mu, index_to_world, outside_value=0.0)
-    else:
-        alignment = traced_as_read(index_to_world)
     drrs = project(mu.to(device), index_to_world, geometry, method=options.projector,
                    step_mm=options.step_mm, downsample=options.downsample, workers=options.projector_threads,
                    progress=check_stop)  # Ctrl-C stops a case between chunks of views
