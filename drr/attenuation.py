@@ -41,7 +41,8 @@ def hu_to_attenuation(hu: np.ndarray, model: AttenuationModel = AttenuationModel
     clamped = model.hu_min is not None or model.hu_max is not None
     if hu.flags.c_contiguous and hu.dtype == np.float32:  # the first pass makes the new tensor: `hu` is not touched
         hu_t = torch.from_numpy(hu)
-        mu = torch.clamp(hu_t, model.hu_min, model.hu_max) if clamped else hu_t.clone()
+        mu = torch.from_numpy(np.empty_like(hu))  # numpy's allocation: huge pages (drr.host_memory)
+        torch.clamp(hu_t, model.hu_min, model.hu_max, out=mu) if clamped else mu.copy_(hu_t)
     else:  # a strided view (e.g. a flipped volume, drr.orientation) or another type: one copy, then in place
         mu = torch.from_numpy(np.ascontiguousarray(hu, dtype=np.float32))
         if clamped:

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 
 from umed_common.malloc_tuning import reuse_freed_memory
 
+from . import host_memory
 from .geometry import Geometry, view_frames
 from .orientation import axis_aligned_view
 
@@ -187,7 +188,7 @@ def _slice_steps(mu_zyx: torch.Tensor, dtype: torch.dtype, workers: int = 1) -> 
     depth = mu_zyx.shape[0]
     slices = mu_zyx.reshape(depth, -1)
     columns = slices.shape[1]
-    steps = torch.empty((columns, depth + 1), dtype=dtype, device=mu_zyx.device)
+    steps = host_memory.empty((columns, depth + 1), dtype, mu_zyx.device)  # 70 MB for a CT: huge pages
     block = STEP_BLOCK_COLUMNS if mu_zyx.device.type == "cpu" else columns
 
     def one_block(first: int) -> None:
