@@ -31,7 +31,6 @@ import csv
 import io
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -47,10 +46,11 @@ from umed_common.errors import UserError, cli_entry
 
 from .analytic_phantom import CHEST_BLOBS, analytic_drr, voxelise
 from .attenuation import WATER_MU_PER_MM, hu_to_attenuation
+from .fast_projector import DEFAULT_GROUP, DEFAULT_TABLE_DTYPE
 from .geometry import Geometry, preset_geometry
 from .orientation import axis_aligned
 from .peers import NANODRR_SAMPLES, installed
-from .plastimatch_peer import find_plastimatch, plastimatch_command, read_pfm, write_identity_mha
+from .plastimatch_peer import PLASTIMATCH_SCALE, find_plastimatch, plastimatch_command, read_pfm, write_identity_mha
 from .volume import Volume, check_volume, to_sitk
 
 DEFAULT_CT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ct" / "chest_ct.nii.gz"
@@ -68,10 +68,6 @@ def scores(ours: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
     b = reference.reshape(len(reference), -1).astype(np.float64)
     rel = np.sqrt(((a - b) ** 2).mean(1)) / np.sqrt((b ** 2).mean(1))
     return float(np.min(ncc(ours, reference))), float(rel.max())
-
-
-def peak_rss_gb(who=resource.RUSAGE_SELF) -> float:
-    return resource.getrusage(who).ru_maxrss / 1024 ** 2  # Linux reports KiB
 
 
 # Runs the measured command and reports its wall time and peak memory as one JSON line. A child's
@@ -145,6 +141,11 @@ def _plastimatch_on(mha: Path, geometry: Geometry, work: Path) -> list[str]:
     return plastimatch_command(find_plastimatch(), mha, geometry, "exact", work / f"{mha.stem}-drr")
 
 
+def read_pfms(prefix: Path, views: int) -> np.ndarray:
+    """(V, H, W) line integrals from the PFMs of one `plastimatch drr` run."""
+    return np.stack([read_pfm(f"{prefix}{k:04d}.pfm") for k in range(views)]) * PLASTIMATCH_SCALE
+
+
 def best_run(repeats: int, make_command) -> tuple[float, float]:
     """Fastest of `repeats` fresh runs (seconds) and the highest peak memory seen (GB)."""
     runs = [run_measured(make_command(k)) for k in range(max(1, repeats))]
@@ -173,8 +174,14 @@ def whole_commands(ct: Path, volume: Volume, geometry: Geometry, work: Path, arg
     one = best_run(args.repeats, lambda k: _ours_command(ct, work / f"ours-one-{k}", geometry))
     batch_s, batch_peak = run_measured(_ours_command(batch_in, work / "ours-batch", geometry))
     ratio = lambda key, ours: peer[key][0] / ours if key in peer else None  # noqa: E731
+    note = f"from {ct.name}"
+    if have_plastimatch:  # the two commands' DRRs of the CT, against each other
+        case_id = ct.name[: -len("".join(ct.suffixes))]
+        ours = np.load(work / "ours-one-0" / case_id / "drr_line_integrals.npy")
+        theirs = read_pfms(work / "case00-drr", geometry.views)
+        note += "; worst-view NCC {:.7f}, rel. RMS {:.3%} vs Plastimatch's DRRs".format(*scores(ours, theirs))
     rows += [Row("whole command, 1 CT", "drr-generate", seconds=one[0], per_case_seconds=one[0],
-                 ratio_vs_plastimatch=ratio("one", one[0]), peak_memory_gb=one[1], note=f"from {ct.name}"),
+                 ratio_vs_plastimatch=ratio("one", one[0]), peak_memory_gb=one[1], note=note),
              Row(f"whole command, batch of {args.batch}", "drr-generate", seconds=batch_s,
                  per_case_seconds=batch_s / args.batch,
                  ratio_vs_plastimatch=peer["batch"][0] / batch_s if "batch" in peer else None,
@@ -186,10 +193,11 @@ def whole_commands(ct: Path, volume: Volume, geometry: Geometry, work: Path, arg
 
 # -- part 2: projectors alone, on the phantom -------------------------------------------------------
 
-def _projector_child(tool: str, case: Path, device: str, repeats: int) -> Row:
+def _projector_child(tool: str, case: Path, device: str, repeats: int, args) -> Row:
     """Run one projector in a fresh process (`--run-projector`); its seconds, peak and DRRs."""
     command = [sys.executable, "-m", "drr.bench_speed", "--run-projector", tool, "--case", str(case),
-               "--device", device, "--repeats", str(repeats)]
+               "--device", device, "--repeats", str(repeats), "--group", str(args.group),
+               "--table-dtype", args.table_dtype]
     _, peak = run_measured(command)
     result = json.loads((case / f"{_slug(tool, device)}.json").read_text())
     return Row("projector alone", tool, device, seconds=result["seconds"], peak_memory_gb=peak,
@@ -200,10 +208,11 @@ def _slug(tool: str, device: str) -> str:
     return f"{tool.replace(' ', '_')}-{device}"
 
 
-def run_projector(tool: str, case: Path, device: str, repeats: int) -> None:
+def run_projector(tool: str, case: Path, device: str, repeats: int, group: int, table_dtype: str) -> None:
     """Child side: mu and geometry from `case`, (V, H, W) DRRs and seconds back into it."""
     import torch
 
+    from .fast_projector import project_fast
     from .peers import project_diffdrr, project_nanodrr
     from .projector import project
 
@@ -214,7 +223,8 @@ def run_projector(tool: str, case: Path, device: str, repeats: int) -> None:
     cores = torch.get_num_threads()
     if tool == "ours fast" and device == "cpu":
         torch.set_num_threads(1)  # as drr-generate sets it once: views on threads, single-threaded ops
-    runs = {"ours fast": lambda: project(mu, affine, geometry, method="fast", workers=cores),
+    runs = {"ours fast": lambda: project_fast(mu, affine, geometry, group=group, workers=cores,
+                                              table_dtype=getattr(torch, table_dtype)),
             "ours exact": lambda: project(mu, affine, geometry, method="exact"),
             "DiffDRR Siddon": lambda: project_diffdrr(mu, affine, geometry)}
     runs.update({f"nanodrr {n} samples": (lambda n=n: project_nanodrr(mu, affine, geometry, n)) for n in NANODRR_SAMPLES})
@@ -244,6 +254,7 @@ def _tuple(value):
 
 def projectors_alone(volume: Volume, geometry: Geometry, work: Path, args) -> list[Row]:
     phantom = phantom_volume(volume)
+    geometry = replace(geometry, isocenter_mm=phantom.centre_mm())  # the phantom is centred on 0, not the CT
     truth = analytic_drr(CHEST_BLOBS, geometry, phantom.centre_mm(), sub=args.truth_sub)
     case = work / "phantom"
     case.mkdir()
@@ -254,7 +265,7 @@ def projectors_alone(volume: Volume, geometry: Geometry, work: Path, args) -> li
     if find_plastimatch() is not None:
         mha = write_identity_mha(axis_aligned(phantom), case / "phantom.mha")
         seconds, peak = best_run(args.repeats, lambda k: _plastimatch_on(mha, geometry, case))
-        drrs = np.stack([read_pfm(case / f"phantom-drr{k:04d}.pfm") for k in range(geometry.views)]) * 10.0
+        drrs = read_pfms(case / "phantom-drr", geometry.views)
         rows.append(Row("projector alone", "Plastimatch exact", seconds=seconds, peak_memory_gb=peak,
                         note="its process: MetaImage in, PFMs out"))
         rows[-1].worst_view_ncc, rows[-1].worst_view_rel_rms = scores(drrs, truth)
@@ -268,7 +279,7 @@ def projectors_alone(volume: Volume, geometry: Geometry, work: Path, args) -> li
                 rows.append(Row("projector alone", tool, device, note="not installed (pip install umednerf[peers-bench])"))
                 continue
             repeats = args.repeats if tool == "ours fast" else 1
-            row = _projector_child(tool, case, device, repeats)
+            row = _projector_child(tool, case, device, repeats, args)
             row.worst_view_ncc, row.worst_view_rel_rms = scores(np.load(case / f"{_slug(tool, device)}.npy"), truth)
             rows.append(row)
     peer = rows[0].seconds
@@ -325,6 +336,10 @@ def parse_args(argv):
     parser.add_argument("--no-whole", action="store_true", help="skip part 1 (whole commands)")
     parser.add_argument("--no-projectors", action="store_true", help="skip part 2 (projectors alone)")
     parser.add_argument("--truth-sub", type=int, default=1, help="analytic truth: sub x sub rays per pixel")
+    parser.add_argument("--group", type=int, default=DEFAULT_GROUP, help="ours fast: voxel slabs per knot")
+    parser.add_argument("--table-dtype", choices=["float16", "float32"],
+                        default=str(DEFAULT_TABLE_DTYPE).removeprefix("torch."),
+                        help="ours fast: storage of the slice-difference rows")
     parser.add_argument("--run-projector", help=argparse.SUPPRESS)  # child mode (one projector)
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
@@ -340,7 +355,7 @@ def parse_args(argv):
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.run_projector:
-        run_projector(args.run_projector, Path(args.case), args.device, args.repeats)
+        run_projector(args.run_projector, Path(args.case), args.device, args.repeats, args.group, args.table_dtype)
         return 0
     import torch
     args.gpu = torch.cuda.is_available()

@@ -29,7 +29,7 @@ Plastimatch exact and against an analytic phantom by `python -m drr.bench_speed`
 tests/drr/test_fast_projector.py checks it against our Siddon.
 
 Needs the voxel axes along the world axes (any order and sign: the volume is
-transposed exactly when needed, a flipped axis traced with a negative spacing); an oblique
+transposed/flipped exactly, by drr.orientation.axis_aligned_view); an oblique
 volume must be resampled first (drr.orientation.align_to_axes).
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from umed_common.malloc_tuning import reuse_freed_memory
 
 from .geometry import Geometry, view_frames
-from .orientation import signed_permutation
+from .orientation import axis_aligned_view
 
 # Slabs per knot. On the chest CT (72 views) against Plastimatch exact, worst view:
 # group 1 NCC 0.9999983, 2: 0.9999975, 3: 0.9999951, 4: 0.9999907, 8: 0.999956. Against the
@@ -76,25 +76,6 @@ def box_average(mu_zyx: torch.Tensor, factors_xyz, origin_xyz, spacing_xyz):
     return coarse.contiguous(), tuple(origin), tuple(spacing * factors)
 
 
-def _world_ordered_view(mu_zyx: torch.Tensor, index_to_world):
-    """(mu with index axes x, y, z along world x, y, z (a transposed copy only when needed),
-    origin_xyz, signed spacing_xyz): a voxel axis running against its world axis keeps its
-    voxel order and gets a negative spacing, so a flipped volume costs no copy.
-
-    index_to_world (4, 4) must be a signed permutation times spacing; ValueError otherwise.
-    """
-    affine = np.asarray(index_to_world, dtype=np.float64)
-    sides = np.linalg.norm(affine[:3, :3], axis=0)
-    permutation = signed_permutation(affine[:3, :3] / sides)
-    if permutation is None:
-        raise ValueError("direction is not a signed permutation: resample instead (orientation.align_to_axes)")
-    index_axis, signs = permutation  # the index axis along world axis w, and its sign
-    if list(index_axis) != [0, 1, 2]:
-        # array axes are (z, y, x): index axis i is array axis 2 - i
-        mu_zyx = mu_zyx.permute(*[2 - int(index_axis[world]) for world in (2, 1, 0)]).contiguous()
-    return mu_zyx, tuple(affine[:3, 3]), tuple(signs * sides[index_axis])
-
-
 def _factors(downsample) -> tuple[int, int, int]:
     """'auto' means none: the separable exact integral is fast without box averaging."""
     if downsample in ("auto", None):
@@ -117,13 +98,14 @@ def project_fast(mu_zyx: torch.Tensor, index_to_world, geometry: Geometry, *, vi
     table_dtype: storage of the slice-difference rows (float16 default, or float32).
     workers: CPU threads that project batches of views side by side (see _run_batches).
     """
-    # Any order and sign of the voxel axes: the same voxels, transposed when the order is not
-    # x, y, z; signs stay in the spacing. An oblique affine raises: resample it first.
-    mu_zyx, origin, spacing = _world_ordered_view(mu_zyx, index_to_world)
+    # Any order and sign of the voxel axes: the same voxels, transposed/flipped (no copy
+    # when already LPS). An oblique affine raises: resample it first (orientation.align_to_axes).
+    mu_zyx, affine = axis_aligned_view(mu_zyx, index_to_world)
+    spacing = np.diag(affine)[:3]
     if group < 1:
         raise ValueError(f"group must be >= 1, got {group}")
     reuse_freed_memory()  # process-wide, once: see umed_common.malloc_tuning
-    mu, origin, spacing = box_average(mu_zyx.float(), _factors(downsample), origin, spacing)
+    mu, origin, spacing = box_average(mu_zyx.float(), _factors(downsample), affine[:3, 3], spacing)
     workers = workers if mu.device.type == "cpu" else 1
     steps = _slice_steps(mu, table_dtype, workers)
     grid_yx = tuple(mu.shape[1:])
@@ -144,7 +126,7 @@ def project_fast(mu_zyx: torch.Tensor, index_to_world, geometry: Geometry, *, vi
             if view_at.numel():
                 out[torch.as_tensor(views, device=out.device)[view_at], :, col_at] = _project_columns(
                     steps, grid_yx, source[view_at], toward[view_at, col_at], rays["rows_z"], march,
-                    np.abs(spacing), group).t()
+                    np.asarray(spacing), group).t()
 
     _run_batches(one_batch, batches, workers, progress)
     return out

@@ -30,7 +30,7 @@ from umed_common.interrupts import check_stop, wait_heeding_signals
 from . import writer
 from .attenuation import AttenuationModel, hu_to_attenuation
 from .geometry import check_source_outside, preset_geometry
-from .orientation import Alignment, align_to_axes, axes_code, signed_permutation, traced_as_read
+from .orientation import Alignment, align_to_axes, traced_as_read
 from .projector import AXIS_ALIGNED_ONLY, METHODS, project
 from .volume_io import CaseSource, discover_cases, load_case
 
@@ -101,24 +101,14 @@ def render_volume(volume, options: DrrOptions, device: torch.device):
     model = AttenuationModel(hu_min=options.hu_min, hu_max=options.hu_max)
     mu = torch.from_numpy(hu_to_attenuation(volume.hu, model))
     index_to_world = volume.index_to_world()
-    if options.projector not in AXIS_ALIGNED_ONLY:
-        alignment = traced_as_read(index_to_world)
-    elif signed_permutation(volume.direction) is None:
+    if options.projector in AXIS_ALIGNED_ONLY:
         mu, index_to_world, alignment = align_to_axes(mu, index_to_world, outside_value=0.0)
     else:
-        alignment = _axes_alignment(axes_code(volume.direction))
+        alignment = traced_as_read(index_to_world)
     drrs = project(mu.to(device), index_to_world, geometry, method=options.projector,
                    step_mm=options.step_mm, downsample=options.downsample, workers=options.projector_threads,
                    progress=check_stop)  # Ctrl-C stops a case between chunks of views
     return drrs.cpu().numpy(), geometry, alignment
-
-
-def _axes_alignment(code: str) -> Alignment:
-    """Voxel axes along the world axes: the fast projector takes them as they are (it
-    transposes only when the order is not x, y, z and traces a flipped axis backwards)."""
-    if code == "LPS":
-        return Alignment("none", code, "voxel axes already LPS")
-    return Alignment("permuted", code, f"voxel axes {code} -> LPS by exact transpose/flip (a flip traced, not copied)")
 
 
 def result_options(options: DrrOptions) -> dict:

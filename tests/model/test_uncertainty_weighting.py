@@ -25,26 +25,26 @@ def test_equals_equation_5_up_to_a_constant():
     assert abs(weighting(losses).item() - eq5) < 1e-6
 
 
-def test_learned_log_variances_converge_to_log_of_fixed_losses():
-    losses = torch.tensor([0.5, 0.02])
-    weighting = LogVarianceWeighting(2)
-    opt = torch.optim.Adam(weighting.parameters(), lr=0.1)
-    for _ in range(600):
+def minimise(weighting, losses: torch.Tensor, lr: float, steps: int):
+    """Adam on the weighting's own parameters with the losses held fixed."""
+    opt = torch.optim.Adam(weighting.parameters(), lr=lr)
+    for _ in range(steps):
         opt.zero_grad()
         weighting(losses).backward()
         opt.step()
+    return weighting
+
+
+def test_learned_log_variances_converge_to_log_of_fixed_losses():
+    losses = torch.tensor([0.5, 0.02])
+    weighting = minimise(LogVarianceWeighting(2), losses, 0.1, 600)
     assert torch.allclose(weighting.log_variance.detach(), losses.log(), atol=1e-3)
     assert torch.allclose(weighting.sigmas() ** 2, losses, rtol=1e-3)
 
 
 def test_public_code_variant_converges_to_its_stationary_point():
     losses = torch.tensor([0.5, 0.02])
-    weighting = Log1pWeighting(2)
-    opt = torch.optim.Adam(weighting.parameters(), lr=0.02)
-    for _ in range(1500):
-        opt.zero_grad()
-        weighting(losses).backward()
-        opt.step()
+    weighting = minimise(Log1pWeighting(2), losses, 0.02, 1500)
     p2 = weighting.p.detach() ** 2
     assert torch.allclose(losses * (1 + p2), 2 * p2 ** 2, rtol=1e-3)   # d/dp = 0  <=>  L (1 + p^2) = 2 p^4
 
