@@ -6,8 +6,12 @@ uncertainty-weighted losses (Eq. 5) or fixed weights (Table 3):
 1. latent: atlas blend weights and a similarity pose (no depth shift) so the blended volume's DRR at the input
    view matches the X-ray, at fit_size pixels, with a prior pose_prior * |pose|^2;
 2. gain: a per-pixel gain g(u) in [1/max_gain, max_gain] at the input view's detector, applied to the volume
-   along that view's rays: mu(x) = mu_A(x) g(u_K(x)). The input view then renders g * L_A exactly, so the fit
-   reaches the input's detail while every other view sees a physically consistent, bounded change of the prior.
+   along that view's rays: mu(x) = mu_A(x) g(u_K(x))^q(x). With q = 1 (gain_depth_power 1) the input view
+   renders g * L_A exactly. A power p > 1 puts the change where the prior is dense along each input ray,
+   q(x) = mu_A(x)^(p-1) / N(u_K(x)) with N(u) = sum mu_A^p / sum mu_A along ray u (so q averages 1 there):
+   a change of the bones' shadow is then made at the bones' depth instead of spread over the whole leg, which
+   other views would see smeared (worst at the far side, where cone-beam magnification differs by +-20 %).
+   mu stays non-negative and the fit goes through the same samples the input view is rendered with.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from umed_common.images import minmax_to_uint8
 
 from .atlas import blend, bounded_gain, fit_scale, raw_from_gain, similarity_matrix, warp_volumes
 from .config import PhysicalConfig
-from .drr_camera import DrrCamera, detector_positions, line_integrals, ray_samples, to_release_orientation
+from .drr_camera import DrrCamera, detector_positions, line_integrals, ray_samples, samples_of, to_release_orientation
 from .fit_result import input_view_metrics
 
 HISTORY_COLUMNS = ["stage", "iteration", "loss", "loss_r", "loss_mse", "sigma_1", "sigma_2", "psnr", "ssim"]
@@ -37,7 +41,9 @@ class AtlasState:
     gain: torch.Tensor          # (S, S) at the input view, projector orientation
     input_view: int
     weights: torch.Tensor       # (n,) atlas blend weights
-    pose: torch.Tensor          # (4,) see atlas.similarity_matrix
+    pose: torch.Tensor          # (n, 5) per member, see atlas.similarity_matrix
+    depth_power: float = 1.0    # p of the gain's depth profile (module docstring)
+    depth_norm: torch.Tensor | None = None  # (S, S) N(u); None means ones (p = 1)
 
 
 def weighted_loss(prediction, target, weighting, perceptual) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -91,17 +97,44 @@ def initial_gain(prior_integrals: torch.Tensor, target: torch.Tensor, max_gain: 
     return torch.where(shadow, ratio, torch.ones_like(ratio)).clamp(1.0 / max_gain, max_gain)
 
 
-def fit_gain(prior_integrals: torch.Tensor, target: torch.Tensor, phys: PhysicalConfig, weighting, perceptual,
-             steps: int, rows: list | None = None, psnr_target: float | None = None) -> torch.Tensor:
-    """Bounded gain (S, S) with a * g * L_A ~ target at the input view. Because g is constant along each of
-    that view's rays, the input view renders exactly g * L_A, so no re-projection is needed here.
-    psnr_target: stop at the first step whose input view reaches it (upstream's 25 dB protocol); None: run all."""
+def depth_profile(values: torch.Tensor, depth_norm: torch.Tensor, power: float) -> torch.Tensor:
+    """q(x) of the gain (module docstring): values mu_A (..., n) and N(u) broadcast to (..., 1) -> (..., n)."""
+    if power == 1.0:
+        return torch.ones_like(values)
+    return values.clamp(min=0).pow(power - 1.0) / depth_norm
+
+
+def depth_norm_map(ray_values: torch.Tensor, power: float) -> torch.Tensor:
+    """N(u) = sum mu^p / sum mu along each input ray: (S, S, n) samples -> (S, S) (ones for p = 1)."""
+    if power == 1.0:
+        return torch.ones(ray_values.shape[:-1])
+    values = ray_values.clamp(min=0)
+    return (values.pow(power).sum(-1) / values.sum(-1).clamp(min=1e-12)).clamp(min=1e-12)
+
+
+def shade(ray_values: torch.Tensor, log_gain: torch.Tensor, depth_norm: torch.Tensor, power: float,
+          step_mm: float) -> torch.Tensor:
+    """Line integrals of mu_A g^q: samples (..., n), log g and N (...) -> (...)."""
+    q = depth_profile(ray_values, depth_norm[..., None], power)
+    return (ray_values * torch.exp(log_gain[..., None] * q)).sum(-1) * step_mm
+
+
+def fit_gain(ray_values: torch.Tensor, step_mm: float, target: torch.Tensor, phys: PhysicalConfig, weighting,
+             perceptual, steps: int, rows: list | None = None, psnr_target: float | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bounded gain (S, S) with a * render(g) ~ target at the input view; ray_values (S, S, n) are mu_A at the
+    samples of the input view's rays, the same samples that view is rendered with, so the fit is exact.
+    psnr_target: stop at the first step whose input view reaches it (upstream's 25 dB protocol); None: run all.
+    Returns (gain, N(u))."""
+    power = phys.gain_depth_power
+    depth_norm = depth_norm_map(ray_values, power)
+    prior_integrals = ray_values.sum(-1) * step_mm
     raw = raw_from_gain(initial_gain(prior_integrals, target, phys.max_gain), phys.max_gain).requires_grad_(True)
     optimiser = torch.optim.Adam([raw, *weighting.parameters()], lr=phys.gain_lr)
     target_u8 = minmax_to_uint8(target.numpy())
     best, best_psnr = raw.detach().clone(), -math.inf
     for iteration in range(1, steps + 1):
-        shaded = bounded_gain(raw, phys.max_gain) * prior_integrals
+        shaded = shade(ray_values, bounded_gain(raw, phys.max_gain).log(), depth_norm, power, step_mm)
         prediction = (fit_scale(shaded[None], target[None]) * shaded)[0]
         loss, loss_r, loss_mse = weighted_loss(prediction, target, weighting, perceptual)
         row = _row("gain", iteration, loss, loss_r, loss_mse, weighting, prediction, target_u8)
@@ -114,30 +147,29 @@ def fit_gain(prior_integrals: torch.Tensor, target: torch.Tensor, phys: Physical
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
-    return bounded_gain(best if steps else raw.detach(), phys.max_gain)
+    return bounded_gain(best if steps else raw.detach(), phys.max_gain), depth_norm
 
 
-def gain_at(state: AtlasState, camera: DrrCamera, points: torch.Tensor) -> torch.Tensor:
-    """g(u_K(x)): the input view's gain at box-normalised points (..., 3) -> (...); the gain map's edge value
-    beyond the detector. `camera` is any size of the model's camera (the gain's own size is used)."""
+def modulation(state: AtlasState, camera: DrrCamera, points: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """g(u_K(x))^q(x) at box-normalised points (..., 3) where the prior is `values` (...) -> (...); the maps' edge
+    values beyond the detector. `camera` is any size of the model's camera (the gain's own size is used)."""
     where = detector_positions(camera.at_size(state.gain.shape[-1]), state.input_view, points.reshape(-1, 3))
-    gain = F.grid_sample(state.gain[None, None], where[None, None], mode="bilinear", padding_mode="border",
-                         align_corners=True)
-    return gain.reshape(points.shape[:-1])
+    norm = torch.ones_like(state.gain) if state.depth_norm is None else state.depth_norm
+    maps = torch.stack([state.gain.log(), norm.log()])[None]
+    looked = F.grid_sample(maps, where[None, None], mode="bilinear", padding_mode="border", align_corners=True)
+    log_gain, log_norm = (looked[0, c].reshape(points.shape[:-1]) for c in range(2))
+    return torch.exp(log_gain * depth_profile(values, log_norm.exp(), state.depth_power))
 
 
 def render_integrals(state: AtlasState, camera: DrrCamera, n_samples: int, views=None, chunk: int = 4,
                      progress=None) -> torch.Tensor:
-    """(V, S, S) line integrals of mu_A(x) g(u_K(x)) at `views` (default all), projector orientation."""
+    """(V, S, S) line integrals of mu_A(x) g(u_K(x))^q(x) at `views` (default all), projector orientation."""
     views = list(range(camera.geometry.views)) if views is None else list(views)
     out = []
     for start in range(0, len(views), chunk):
         samples, step_mm = ray_samples(camera, views[start:start + chunk], n_samples)
-        n, height, width, depth, _ = samples.shape
-        flat = samples.reshape(1, n, height * width * depth, 3)
-        values = F.grid_sample(state.volume[None, None], flat[:, None], mode="bilinear", padding_mode="zeros",
-                               align_corners=False).reshape(n, height, width, depth)
-        out.append((values * gain_at(state, camera, samples)).sum(dim=-1) * step_mm)
+        values = samples_of(state.volume, samples)
+        out.append((values * modulation(state, camera, samples, values)).sum(dim=-1) * step_mm)
         if progress is not None:
             progress(min(start + chunk, len(views)))
     return torch.cat(out)

@@ -158,6 +158,10 @@ class PhysicalConfig:
     gain_steps: int = 150           # bounded-gain tuning steps at image_size
     gain_lr: float = 0.02
     max_gain: float = 4.0
+    # p of the gain's depth profile q = mu^(p-1)/N (model.atlas_fit): 1 spreads the change over each input ray
+    # in proportion to the prior, > 1 concentrates it where the prior is dense (bones), so other views see it
+    # less smeared
+    gain_depth_power: float = 1.0
     # add each atlas volume's left-right mirror (a left knee is a mirrored right knee): twice the shapes, no cost
     mirror_atlas: bool = True
     calibrate: bool = True          # leave each training patient out to pick pose_prior (needs >= 2 patients)
@@ -343,6 +347,8 @@ def _validate_physical(phys: PhysicalConfig) -> None:
             raise UserError(f"config physical.{name}: must not be negative")
     if not (math.isfinite(phys.max_gain) and phys.max_gain > 1):
         raise UserError("config physical.max_gain: must be above 1")
+    if not (math.isfinite(phys.gain_depth_power) and 1 <= phys.gain_depth_power <= 8):
+        raise UserError("config physical.gain_depth_power: must be a number from 1 to 8")
     priors = (phys.pose_prior, *phys.pose_prior_candidates)
     if not all(math.isfinite(p) and p >= 0 for p in priors) or not phys.pose_prior_candidates:
         raise UserError("config physical: pose_prior and its candidates must be non-negative numbers")

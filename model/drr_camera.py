@@ -59,16 +59,22 @@ def ray_samples(camera: DrrCamera, views, n_samples: int) -> tuple[torch.Tensor,
     return (points / (camera.box_mm / 2.0)).float(), step
 
 
+def samples_of(volume: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+    """The volume (D, H, W) at the ray samples (V, H, W, S, 3) from `ray_samples` (trilinear, zero outside the
+    box) -> (V, H, W, S)."""
+    views, height, width, n, _ = samples.shape
+    values = F.grid_sample(volume[None, None], samples.reshape(1, views, height * width, n, 3), mode="bilinear",
+                           padding_mode="zeros", align_corners=False)
+    return values.reshape(views, height, width, n)
+
+
 def line_integrals(volume: torch.Tensor, samples: torch.Tensor, step_mm: float) -> torch.Tensor:
     """Line integral of attenuation per pixel (midpoint rule, trilinear volume).
 
     volume (D, H, W) attenuation per mm >= 0 on the box grid; samples (V, H, W, S, 3) from `ray_samples`.
     Returns (V, H, W) dimensionless integrals (zero outside the box).
     """
-    views, height, width, n, _ = samples.shape
-    values = F.grid_sample(volume[None, None], samples.reshape(1, views, height * width, n, 3), mode="bilinear",
-                           padding_mode="zeros", align_corners=False)
-    return values.reshape(views, height, width, n).sum(dim=-1) * step_mm
+    return samples_of(volume, samples).sum(dim=-1) * step_mm
 
 
 def detector_positions(camera: DrrCamera, view: int, points: torch.Tensor) -> torch.Tensor:

@@ -25,12 +25,12 @@ from umed_common.measures import psnr
 from umed_common.protocol import N_VIEWS, VIEW_STEP_DEG, copy_views
 
 from .atlas import blend, reconstruct_volume, similarity_matrix, warp_volumes
-from .atlas_fit import AtlasState, fit_gain, fit_latent, gain_at, history_frame, render_integrals, views_uint8
+from .atlas_fit import AtlasState, fit_gain, fit_latent, history_frame, modulation, render_integrals, views_uint8
 from .checkpoint import check_identity, read_checkpoint, resolve_run, save_checkpoint
 from .config import ModelConfig, parse_loss_weights
 from .data import discover_drr_images, select_patients, to_model_range
 from .distributed import DistContext, finish_distributed, init_distributed
-from .drr_camera import DrrCamera, camera_from_preset, line_integrals, ray_samples, to_release_orientation
+from .drr_camera import DrrCamera, camera_from_preset, line_integrals, ray_samples, samples_of, to_release_orientation
 from .fit_result import FinetuneResult, prepare_xray
 from .perceptual import build_perceptual
 from .rng import physical_recon_generator
@@ -111,9 +111,9 @@ def fit_single_view(atlas: torch.Tensor, target: torch.Tensor, view: int, cfg: M
     angle = camera.geometry.start_angle_deg + view * camera.geometry.angle_step_deg
     volume = warp_volumes(blend(atlas, logits)[None], similarity_matrix(pose, angle))[0]
     samples, step_mm = ray_samples(camera, [view], phys.render_samples)
-    prior = line_integrals(volume, samples, step_mm)[0]
-    gain = fit_gain(prior, target, phys, weighting, perceptual, phys.gain_steps, rows, psnr_target)
-    return AtlasState(volume, gain, view, torch.softmax(logits, 0), pose)
+    gain, depth_norm = fit_gain(samples_of(volume, samples)[0], step_mm, target, phys, weighting, perceptual,
+                                phys.gain_steps, rows, psnr_target)
+    return AtlasState(volume, gain, view, torch.softmax(logits, 0), pose, phys.gain_depth_power, depth_norm)
 
 
 def _novel_view_psnr(rendered: np.ndarray, truth_u8: np.ndarray, present: torch.Tensor, input_view: int) -> float:
@@ -275,10 +275,10 @@ def fit_physical(cfg: ModelConfig, payload: dict, path: Path, xray: np.ndarray, 
 
 
 def fitted_attenuation(state: AtlasState, camera: DrrCamera) -> torch.Tensor:
-    """(D, H, W) mu per mm of the fitted patient on the atlas grid: mu_A(x) g(u_K(x))."""
+    """(D, H, W) mu per mm of the fitted patient on the atlas grid: mu_A(x) g(u_K(x))^q(x)."""
     axes = [(torch.arange(n, dtype=torch.float32) + 0.5) / n * 2 - 1 for n in state.volume.shape]
     z, y, x = torch.meshgrid(*axes, indexing="ij")
-    return state.volume * gain_at(state, camera, torch.stack([x, y, z], -1))
+    return state.volume * modulation(state, camera, torch.stack([x, y, z], -1), state.volume)
 
 
 def sample_atlas_images(checkpoint, n: int, *, seed: int = 0) -> np.ndarray:

@@ -146,6 +146,42 @@ def test_fitting_schedule_latent_then_gain_reaches_the_input_view():
     assert len(gain_rows) == 1 and gain_rows[0]["psnr"] >= 20.0
 
 
+def test_depth_profile_by_hand():
+    from model.atlas_fit import depth_norm_map, depth_profile, shade
+    ray = torch.tensor([[1.0, 3.0]])                       # one input ray, two samples
+    norm = depth_norm_map(ray, 2.0)                         # (1 + 9) / (1 + 3)
+    assert norm.tolist() == pytest.approx([2.5])
+    q = depth_profile(ray, norm[..., None], 2.0)
+    assert q[0].tolist() == pytest.approx([0.4, 1.2])       # the dense sample takes 3x the change
+    assert float((ray * q).sum()) == pytest.approx(float(ray.sum()))  # q averages 1 under the prior
+    assert torch.equal(depth_profile(ray, norm[..., None], 1.0), torch.ones_like(ray))
+    # power 1 is the plain gain: g * L exactly
+    assert shade(ray, torch.tensor([math.log(2.0)]), depth_norm_map(ray, 1.0), 1.0, 0.5).tolist() == \
+        pytest.approx([4.0])
+    # power 2 with g = 2: 1 * 2^0.4 + 3 * 2^1.2, times the step
+    assert shade(ray, torch.tensor([math.log(2.0)]), norm, 2.0, 0.5).tolist() == \
+        pytest.approx([0.5 * (2 ** 0.4 + 3 * 2 ** 1.2)])
+
+
+def test_depth_power_fits_the_input_view_and_keeps_attenuation_non_negative():
+    from model.atlas_fit import render_integrals
+    from model.physical import fitted_attenuation
+    from umed_common.measures import minmax_to_uint8
+    cfg = config_from_dict(tiny_config(gain_depth_power=3.0, gain_steps=40))
+    atlas = torch.stack([blob_volume(16, **ASYMMETRIC), blob_volume(16, [(0.0, 0.0, 0.0)], [(40.0, 30.0, 50.0)])])
+    truth = blob_volume(32, [(10.0, 0.0, 0.0), (-20.0, 10.0, 20.0)], [(30.0, 25.0, 40.0), (10.0, 10.0, 10.0)])
+    camera = camera_from_preset("knee", 32, BOX_MM)
+    samples, step_mm = ray_samples(camera, [9], 64)
+    target = line_integrals(truth, samples, step_mm)[0]
+    target = target / target.max()
+    state = fit_single_view(atlas, target, 9, cfg, None, build_perceptual("ssim"), 0.01)
+    assert state.depth_power == 3.0 and state.depth_norm.shape == (32, 32)
+    rendered = render_integrals(state, camera, cfg.physical.render_samples, views=[9])[0]
+    psnr, _ = input_view_metrics(rendered, minmax_to_uint8(target.numpy()))
+    assert psnr > 28.0
+    assert fitted_attenuation(state, camera).min() >= 0
+
+
 def write_patient_drrs(folder, patient: str, volume: torch.Tensor, size: int = 32) -> None:
     camera = camera_from_preset("knee", size, BOX_MM)
     samples, step_mm = ray_samples(camera, range(72), 48)
