@@ -41,6 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from umed_common.interrupts import check_stop
 from umed_common.malloc_tuning import reuse_freed_memory
 
 from . import host_memory
@@ -123,6 +124,9 @@ def project_fast(mu_zyx: torch.Tensor, index_to_world, geometry: Geometry, *, vi
         toward = rays["cols"][views] - source[:, None, :2]  # (B, W, 2) horizontal direction, index units
         march_y = toward[..., 1].abs() > toward[..., 0].abs()
         for march in (0, 1):
+            # every worker thread looks for a Ctrl-C before each pass, not only the thread that reports
+            # progress: otherwise the other threads would run their queued batches to the end
+            check_stop()
             view_at, col_at = torch.nonzero(march_y if march else ~march_y, as_tuple=True)
             if view_at.numel():
                 out[torch.as_tensor(views, device=out.device)[view_at], :, col_at] = _project_columns(
