@@ -212,6 +212,8 @@ def run_projector(tool: str, case: Path, device: str, repeats: int, group: int, 
     """Child side: mu and geometry from `case`, (V, H, W) DRRs and seconds back into it."""
     import torch
 
+    from umed_common.malloc_tuning import reuse_freed_memory
+
     from .fast_projector import project_fast
     from .peers import project_diffdrr, project_nanodrr
     from .projector import project
@@ -223,6 +225,7 @@ def run_projector(tool: str, case: Path, device: str, repeats: int, group: int, 
     cores = torch.get_num_threads()
     if tool == "ours fast" and device == "cpu":
         torch.set_num_threads(1)  # as drr-generate sets it once: views on threads, single-threaded ops
+        reuse_freed_memory()      # as drr-generate does (umed_common.malloc_tuning)
     runs = {"ours fast": lambda: project_fast(mu, affine, geometry, group=group, workers=cores,
                                               table_dtype=getattr(torch, table_dtype)),
             "ours exact": lambda: project(mu, affine, geometry, method="exact"),

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import torch
 
+from umed_common.malloc_tuning import reuse_freed_memory
 from umed_common.device import add_device_argument, resolve_device
 from umed_common.errors import UserError, cli_entry
 
@@ -78,6 +79,7 @@ def threads_for(options: DrrOptions) -> DrrOptions:
         return options
     cores = torch.get_num_threads()  # honours OMP_NUM_THREADS / an earlier set_num_threads
     torch.set_num_threads(1)
+    reuse_freed_memory()  # process-wide malloc thresholds, set by the command (umed_common.malloc_tuning)
     return replace(options, projector_threads=max(1, cores // max(1, options.workers)))
 
 

@@ -42,7 +42,6 @@ import torch
 import torch.nn.functional as F
 
 from umed_common.interrupts import check_stop
-from umed_common.malloc_tuning import reuse_freed_memory
 
 from . import host_memory
 from .geometry import Geometry, view_frames
@@ -106,7 +105,6 @@ def project_fast(mu_zyx: torch.Tensor, index_to_world, geometry: Geometry, *, vi
     spacing = np.diag(affine)[:3]
     if group < 1:
         raise ValueError(f"group must be >= 1, got {group}")
-    reuse_freed_memory()  # process-wide, once: see umed_common.malloc_tuning
     mu, origin, spacing = box_average(mu_zyx.float(), _factors(downsample), affine[:3, 3], spacing)
     workers = workers if mu.device.type == "cpu" else 1
     steps = _slice_steps(mu, table_dtype, workers)
