@@ -41,7 +41,7 @@ class AtlasState:
     gain: torch.Tensor          # (S, S) at the input view, projector orientation
     input_view: int
     weights: torch.Tensor       # (n,) atlas blend weights
-    pose: torch.Tensor          # (n, 5) per member, see atlas.similarity_matrix
+    pose: torch.Tensor          # (4,) see atlas.similarity_matrix
     depth_power: float = 1.0    # p of the gain's depth profile (module docstring)
     depth_norm: torch.Tensor | None = None  # (S, S) N(u); None means ones (p = 1)
 
@@ -112,11 +112,13 @@ def depth_norm_map(ray_values: torch.Tensor, power: float) -> torch.Tensor:
     return (values.pow(power).sum(-1) / values.sum(-1).clamp(min=1e-12)).clamp(min=1e-12)
 
 
-def shade(ray_values: torch.Tensor, log_gain: torch.Tensor, depth_norm: torch.Tensor, power: float,
+def shade(ray_values: torch.Tensor, gain: torch.Tensor, depth_norm: torch.Tensor, power: float,
           step_mm: float) -> torch.Tensor:
-    """Line integrals of mu_A g^q: samples (..., n), log g and N (...) -> (...)."""
+    """Line integrals of mu_A g^q: samples (..., n), g and N (...) -> (...); p = 1 is g * L_A."""
+    if power == 1.0:
+        return gain * ray_values.sum(-1) * step_mm
     q = depth_profile(ray_values, depth_norm[..., None], power)
-    return (ray_values * torch.exp(log_gain[..., None] * q)).sum(-1) * step_mm
+    return (ray_values * torch.exp(gain.log()[..., None] * q)).sum(-1) * step_mm
 
 
 def fit_gain(ray_values: torch.Tensor, step_mm: float, target: torch.Tensor, phys: PhysicalConfig, weighting,
@@ -134,7 +136,7 @@ def fit_gain(ray_values: torch.Tensor, step_mm: float, target: torch.Tensor, phy
     target_u8 = minmax_to_uint8(target.numpy())
     best, best_psnr = raw.detach().clone(), -math.inf
     for iteration in range(1, steps + 1):
-        shaded = shade(ray_values, bounded_gain(raw, phys.max_gain).log(), depth_norm, power, step_mm)
+        shaded = shade(ray_values, bounded_gain(raw, phys.max_gain), depth_norm, power, step_mm)
         prediction = (fit_scale(shaded[None], target[None]) * shaded)[0]
         loss, loss_r, loss_mse = weighted_loss(prediction, target, weighting, perceptual)
         row = _row("gain", iteration, loss, loss_r, loss_mse, weighting, prediction, target_u8)
@@ -154,8 +156,11 @@ def modulation(state: AtlasState, camera: DrrCamera, points: torch.Tensor, value
     """g(u_K(x))^q(x) at box-normalised points (..., 3) where the prior is `values` (...) -> (...); the maps' edge
     values beyond the detector. `camera` is any size of the model's camera (the gain's own size is used)."""
     where = detector_positions(camera.at_size(state.gain.shape[-1]), state.input_view, points.reshape(-1, 3))
-    norm = torch.ones_like(state.gain) if state.depth_norm is None else state.depth_norm
-    maps = torch.stack([state.gain.log(), norm.log()])[None]
+    if state.depth_power == 1.0 or state.depth_norm is None:  # q = 1: the gain itself, one map to look up
+        gain = F.grid_sample(state.gain[None, None], where[None, None], mode="bilinear", padding_mode="border",
+                             align_corners=True)
+        return gain.reshape(points.shape[:-1])
+    maps = torch.stack([state.gain.log(), state.depth_norm.log()])[None]
     looked = F.grid_sample(maps, where[None, None], mode="bilinear", padding_mode="border", align_corners=True)
     log_gain, log_norm = (looked[0, c].reshape(points.shape[:-1]) for c in range(2))
     return torch.exp(log_gain * depth_profile(values, log_norm.exp(), state.depth_power))

@@ -120,14 +120,20 @@ def tiny_config(**physical) -> dict:
     return {"family": "physical", "image_size": 32, "perceptual": "ssim", "physical": {**base, **physical}}
 
 
-def test_fitting_schedule_latent_then_gain_reaches_the_input_view():
-    cfg = config_from_dict(tiny_config())
+def two_blob_fit_case() -> tuple[torch.Tensor, torch.Tensor, object]:
+    """A two-volume atlas, the normalised view 9 (32 px) of a third volume, and the knee camera at 32 px."""
     atlas = torch.stack([blob_volume(16, **ASYMMETRIC), blob_volume(16, [(0.0, 0.0, 0.0)], [(40.0, 30.0, 50.0)])])
     truth = blob_volume(32, [(10.0, 0.0, 0.0), (-20.0, 10.0, 20.0)], [(30.0, 25.0, 40.0), (10.0, 10.0, 10.0)])
     camera = camera_from_preset("knee", 32, BOX_MM)
     samples, step_mm = ray_samples(camera, [9], 64)
     target = line_integrals(truth, samples, step_mm)[0]
     target = target / target.max()
+    return atlas, target, camera
+
+
+def test_fitting_schedule_latent_then_gain_reaches_the_input_view():
+    cfg = config_from_dict(tiny_config())
+    atlas, target, camera = two_blob_fit_case()
     rows: list[dict] = []
     state = fit_single_view(atlas, target, 9, cfg, None, build_perceptual("ssim"), 0.01, rows)
     stages = [r["stage"] for r in rows]
@@ -156,10 +162,10 @@ def test_depth_profile_by_hand():
     assert float((ray * q).sum()) == pytest.approx(float(ray.sum()))  # q averages 1 under the prior
     assert torch.equal(depth_profile(ray, norm[..., None], 1.0), torch.ones_like(ray))
     # power 1 is the plain gain: g * L exactly
-    assert shade(ray, torch.tensor([math.log(2.0)]), depth_norm_map(ray, 1.0), 1.0, 0.5).tolist() == \
+    assert shade(ray, torch.tensor([2.0]), depth_norm_map(ray, 1.0), 1.0, 0.5).tolist() == \
         pytest.approx([4.0])
     # power 2 with g = 2: 1 * 2^0.4 + 3 * 2^1.2, times the step
-    assert shade(ray, torch.tensor([math.log(2.0)]), norm, 2.0, 0.5).tolist() == \
+    assert shade(ray, torch.tensor([2.0]), norm, 2.0, 0.5).tolist() == \
         pytest.approx([0.5 * (2 ** 0.4 + 3 * 2 ** 1.2)])
 
 
@@ -168,12 +174,7 @@ def test_depth_power_fits_the_input_view_and_keeps_attenuation_non_negative():
     from model.physical import fitted_attenuation
     from umed_common.measures import minmax_to_uint8
     cfg = config_from_dict(tiny_config(gain_depth_power=3.0, gain_steps=40))
-    atlas = torch.stack([blob_volume(16, **ASYMMETRIC), blob_volume(16, [(0.0, 0.0, 0.0)], [(40.0, 30.0, 50.0)])])
-    truth = blob_volume(32, [(10.0, 0.0, 0.0), (-20.0, 10.0, 20.0)], [(30.0, 25.0, 40.0), (10.0, 10.0, 10.0)])
-    camera = camera_from_preset("knee", 32, BOX_MM)
-    samples, step_mm = ray_samples(camera, [9], 64)
-    target = line_integrals(truth, samples, step_mm)[0]
-    target = target / target.max()
+    atlas, target, camera = two_blob_fit_case()
     state = fit_single_view(atlas, target, 9, cfg, None, build_perceptual("ssim"), 0.01)
     assert state.depth_power == 3.0 and state.depth_norm.shape == (32, 32)
     rendered = render_integrals(state, camera, cfg.physical.render_samples, views=[9])[0]
