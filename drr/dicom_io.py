@@ -1,18 +1,25 @@
-"""DICOM CT series: find, group by SeriesInstanceUID, check, load; and write (tests, phantoms)."""
+"""DICOM CT series: find, group by SeriesInstanceUID, check, load; and write (tests, phantoms).
+
+pydicom is imported by the functions that read or write DICOM, not at the top: importing it
+takes ~0.1 s, which this module (drr.volume_io imports it for every run) should not add to a
+run on other files. (nibabel, drr.volume_truncation's NIfTI header reader, still imports
+pydicom whenever it is installed.)
+"""
 from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from umed_common.errors import UserError
 from umed_common.interrupts import check_stop
 
 from .volume import Volume
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 
@@ -41,6 +48,9 @@ def group_series(files: list[Path]):
     when the folder holds one series, else a short id telling series apart.
     Non-image DICOM objects (reports, structure sets) are skipped quietly.
     """
+    if not files:
+        return [], []  # no DICOM among the files found: pydicom is not even imported
+    import pydicom
     by_uid: dict[str, list[Path]] = defaultdict(list)
     problems = []
     for path in files:
@@ -69,6 +79,7 @@ def _slice_axes(header) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _sorted_headers(paths):
+    import pydicom
     headers = []
     for path in paths:
         try:
@@ -103,6 +114,7 @@ def _check_spacing(paths, positions: np.ndarray) -> None:
 
 
 def _slice_hu(path: Path) -> np.ndarray:
+    import pydicom
     check_stop()  # a long series read gives way to Ctrl-C between slices
     try:
         dataset = pydicom.dcmread(path)
@@ -172,6 +184,7 @@ def write_dicom_series(hu_zyx: np.ndarray, spacing_xyz, origin_xyz, folder, *, s
     `direction` (3, 3) has the index axes' world directions as columns (identity: LPS).
     Returns the written paths (slice_0000.dcm, ...).
     """
+    from pydicom.uid import generate_uid
     hu_zyx = np.asarray(hu_zyx)
     if hu_zyx.dtype != np.int16 or hu_zyx.ndim != 3:
         raise ValueError("write_dicom_series expects a 3D int16 array (Z, Y, X)")
@@ -198,6 +211,8 @@ def write_dicom_series(hu_zyx: np.ndarray, spacing_xyz, origin_xyz, folder, *, s
 
 
 def _slice_dataset(plane: np.ndarray, spacing_xyz, position, direction, index: int) -> Dataset:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
