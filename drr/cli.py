@@ -2,18 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from dataclasses import replace
+from typing import Iterator
 
-import torch
-
-from umed_common.malloc_tuning import reuse_freed_memory
-from umed_common.device import add_device_argument, resolve_device
 from umed_common.errors import UserError, cli_entry
+from umed_common.malloc_tuning import reuse_freed_memory
 
-from .pipeline import DrrOptions, check_options, generate_all
-from .projector import METHODS
+from .pipeline import PROJECTORS, DrrOptions, check_options, generate_all
 from .writer import LAYOUTS
 
 EPILOG = """\
@@ -41,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("out", help="output folder")
     parser.add_argument("--preset", choices=["chest", "knee"], default="chest",
                         help="detector size: chest 500 mm, knee 350 mm (default: chest)")
-    parser.add_argument("--projector", choices=METHODS, default="fast",
+    parser.add_argument("--projector", choices=PROJECTORS, default="fast",
                         help="fast: Siddon's integral computed separably per view (NCC 0.999997 to "
                              "plastimatch exact, ~35x faster than our exact); exact: per-ray Siddon "
                              "(reference); trilinear: fixed step (default: fast)")
@@ -64,24 +62,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=1, help="cases projected in parallel (default: 1)")
     parser.add_argument("--overwrite", action="store_true", help="redo cases finished by an earlier run")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_device_argument(parser)
+    parser.add_argument("--device", default="auto",  # umed_common.device.add_device_argument's, without torch
+                        help="auto (cuda when available), cpu, or cuda[:N] (default: auto)")
     return parser
 
 
-def threads_for(options: DrrOptions) -> DrrOptions:
-    """Decide CPU threads once for the whole command (torch's setting is process-wide).
+@contextlib.contextmanager
+def threads_for(options: DrrOptions, device) -> Iterator[DrrOptions]:
+    """Decide CPU threads once for the whole command (torch's setting is process-wide), and
+    put torch's back on the way out (main() also runs inside other processes: tests).
 
     The fast projector runs many small ops per view: its own threads, each projecting
     batches of views with single-threaded torch ops, keep the cores busier than torch's
     intra-op threads, which idle at every short op. The exact and trilinear projectors
     run few large ops and keep torch's threads. Cores are shared between parallel cases.
+    generate_all enters this once torch is imported (drr.pipeline: "torch waits").
     """
-    if options.projector != "fast" or resolve_device(options.device).type != "cpu":
-        return options
+    if options.projector != "fast" or device.type != "cpu":
+        yield options
+        return
+    import torch  # imported by now: generate_all resolved the device with it
+
     cores = torch.get_num_threads()  # honours OMP_NUM_THREADS / an earlier set_num_threads
     torch.set_num_threads(1)
     reuse_freed_memory()  # process-wide malloc thresholds, set by the command (umed_common.malloc_tuning)
-    return replace(options, projector_threads=max(1, cores // max(1, options.workers)))
+    try:
+        yield replace(options, projector_threads=max(1, cores // max(1, options.workers)))
+    finally:
+        torch.set_num_threads(cores)
 
 
 def _downsample(text: str):
@@ -103,11 +111,8 @@ def main(argv=None) -> int:
                          hu_min=args.hu_min, hu_max=args.hu_max, layout=args.layout, device=args.device,
                          overwrite=args.overwrite, workers=args.workers)
     check_options(options)  # before any folder is made or a volume read
-    intra_op_threads = torch.get_num_threads()
-    try:
-        results = generate_all(args.input, args.out, threads_for(options), show_progress=not args.quiet)
-    finally:
-        torch.set_num_threads(intra_op_threads)  # main() also runs inside other processes (tests)
+    results = generate_all(args.input, args.out, options, show_progress=not args.quiet,
+                           projector_settings=threads_for)
     counts = {status: sum(r.status == status for r in results) for status in ("ok", "skipped", "failed")}
     print(f"drr-generate: {counts['ok']} done, {counts['skipped']} already done, {counts['failed']} failed "
           f"-> {args.out}/manifest.csv")

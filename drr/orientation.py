@@ -16,11 +16,11 @@ from here. The fast projector needs an axis-aligned grid (identity direction):
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, replace
 
 import numpy as np
 import SimpleITK as sitk
-import torch
 
 from .volume import Volume
 
@@ -98,10 +98,17 @@ def axis_aligned_view(values_zyx, index_to_world, copy: bool = True):
     return _transpose_flip(values_zyx, array_order, flipped, copy), aligned
 
 
+def _is_tensor(values) -> bool:
+    """A torch tensor? Asked without importing torch: the readers use this module, and torch's
+    import waits until the projector needs it (drr.pipeline says why); no tensor exists before."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(values, torch.Tensor)
+
+
 def _transpose_flip(values, order: list[int], flipped: list[int], copy: bool = True):
     """Contiguous copy of `values` with axes reordered, then `flipped` axes reversed
     (numpy with copy=False: a view)."""
-    if isinstance(values, torch.Tensor):
+    if _is_tensor(values):
         out = values.permute(*order)
         return (out.flip(flipped) if flipped else out).contiguous()
     out = np.transpose(values, order)
@@ -146,7 +153,7 @@ def _resample_axis_aligned(values_zyx, affine: np.ndarray, outside_value: float)
     error against analytic integrals 0.95 % against 0.72 %, tests/drr/test_orientation.py),
     at the price of more slices to project.
     """
-    is_tensor = isinstance(values_zyx, torch.Tensor)
+    is_tensor = _is_tensor(values_zyx)
     array = values_zyx.detach().cpu().numpy() if is_tensor else np.asarray(values_zyx)
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     shape_xyz = np.array(array.shape[::-1])
@@ -165,11 +172,13 @@ def _resample_axis_aligned(values_zyx, affine: np.ndarray, outside_value: float)
         tuple(np.eye(3).ravel()), float(outside_value), sitk.sitkFloat32))
     aligned = np.diag([*steps, 1.0])
     aligned[:3, 3] = origin
-    values = torch.from_numpy(resampled).to(values_zyx.device) if is_tensor else resampled
+    if is_tensor:
+        import torch  # imported already: a tensor came in
+        resampled = torch.from_numpy(resampled).to(values_zyx.device)
     note = (f"oblique direction (up to {_largest_tilt_deg(_direction(affine)):.1f} deg off the axes) "
             f"resampled linearly onto an axis-aligned grid {'x'.join(map(str, size))} of "
             f"{'x'.join(f'{s:.4g}' for s in steps)} mm")
-    return values, aligned, Alignment("resampled", "oblique", note)
+    return resampled, aligned, Alignment("resampled", "oblique", note)
 
 
 def _largest_tilt_deg(direction) -> float:

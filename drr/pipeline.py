@@ -2,6 +2,13 @@
 
 `generate_all` is the Python entry point (drr-generate and the demo call it).
 A failing case is recorded and the others go on.
+
+torch waits: `import torch` takes ~1.4 s, several times the read of a CT (checksum,
+decompression, HU: ~0.4 s), and nothing before the projection needs it. So this module and
+the ones it reads with (volume_io, orientation, writer) import no torch at their top; the
+projection side (attenuation, geometry, projector, umed_common.device) is imported where it
+is used, first by `run_cases` on its calling thread while its read thread reads the first case
+(decompression and hashing release the GIL, so the two overlap).
 """
 from __future__ import annotations
 
@@ -16,23 +23,28 @@ import threading
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from umed_common.atomic import ensure_writable_dir, write_text_atomic
 from umed_common.checksums import sha256_file
-from umed_common.device import resolve_device
 from umed_common.errors import DISK_FULL_ERRNOS, UserError, disk_full_error
 from umed_common.interrupts import check_stop, wait_heeding_signals
 
 from . import writer
-from .attenuation import AttenuationModel, hu_to_attenuation
-from .geometry import check_source_outside, preset_geometry
 from .orientation import Alignment, align_to_axes, traced_as_read
-from .projector import AXIS_ALIGNED_ONLY, METHODS, project
 from .volume_io import CaseSource, discover_cases, load_case
+
+if TYPE_CHECKING:
+    import torch
+
+# drr.projector.METHODS (a test keeps them equal), named here too: options are checked before
+# torch is imported (see "torch waits" above)
+PROJECTORS = ("exact", "trilinear", "fast")
+# Devices that are always there; another (cuda without a GPU) may be refused, before any folder is made.
+ALWAYS_AVAILABLE_DEVICES = ("auto", "cpu")
 
 MANIFEST_COLUMNS = ["case_id", "status", "message", "source", "shape_xyz", "spacing_xyz", "sad_mm",
                     "sid_mm", "detector_mm", "detector_px", "views", "angle_step_deg", "projector",
@@ -82,6 +94,7 @@ class CaseResult:
 
 def geometry_for(volume, options: DrrOptions):
     """Options > DICOM tags > MedNeRF defaults for SAD/SID; isocentre at the volume centre."""
+    from .geometry import preset_geometry  # the projection side (see "torch waits")
     size = options.detector_mm
     return preset_geometry(options.preset, volume.centre_mm(),
                            sad_mm=options.sad_mm or volume.sad_mm, sid_mm=options.sid_mm or volume.sid_mm,
@@ -96,6 +109,12 @@ def render_volume(volume, options: DrrOptions, device: torch.device):
     The geometry comes from the volume as read (its centre is the isocentre, whatever
     the voxel order); the Alignment says what the projector was given (case record).
     """
+    import torch  # the projection side (see "torch waits")
+
+    from .attenuation import AttenuationModel, hu_to_attenuation
+    from .geometry import check_source_outside
+    from .projector import AXIS_ALIGNED_ONLY, project
+
     geometry = geometry_for(volume, options)
     check_source_outside(geometry, volume.index_to_world(), volume.shape_xyz, volume.source)
     model = AttenuationModel(hu_min=options.hu_min, hu_max=options.hu_max)
@@ -229,7 +248,7 @@ def generate_case(case: CaseSource, out_dir: Path, options: DrrOptions, device) 
 READ_AHEAD = 1
 
 
-def run_cases(cases: list[CaseSource], out_dir: Path, options: DrrOptions, device):
+def run_cases(cases: list[CaseSource], out_dir: Path, options: DrrOptions, prepare_projection):
     """Yield each case's CaseResult, in order, with the stages of consecutive cases overlapped.
 
     Reading (gzip, SimpleITK) and writing (PNG, hashing) mostly run outside the GIL, so
@@ -237,6 +256,9 @@ def run_cases(cases: list[CaseSource], out_dir: Path, options: DrrOptions, devic
     `options.workers` + READ_AHEAD volumes read and not yet projected, which bounds memory),
     `options.workers` threads project, one writes behind. A case's outputs are identical
     to a sequential run's: each stage is the same function on the same data.
+
+    prepare_projection() -> (options, device) of the projection stage runs on the calling thread
+    once the first case is being read: it imports torch (see "torch waits" above).
     """
     readers = ThreadPoolExecutor(1, thread_name_prefix="drr-read")
     projectors = ThreadPoolExecutor(options.workers, thread_name_prefix="drr-project")
@@ -251,10 +273,10 @@ def run_cases(cases: list[CaseSource], out_dir: Path, options: DrrOptions, devic
         work = _new_work(case)
         return _settle(work, out_dir, lambda w: _read_stage(w, out_dir, options))
 
-    def project(read_future):
+    def project(read_future, projection_options, device):
         try:
             work = read_future.result()
-            return _settle(work, out_dir, lambda w: _project_stage(w, options, device))
+            return _settle(work, out_dir, lambda w: _project_stage(w, projection_options, device))
         finally:
             room.release()
 
@@ -262,8 +284,11 @@ def run_cases(cases: list[CaseSource], out_dir: Path, options: DrrOptions, devic
         work = project_future.result()
         return _settle(work, out_dir, lambda w: _write_stage(w, out_dir, options)).result
 
-    finals = [writers.submit(write, projectors.submit(project, readers.submit(read, case))) for case in cases]
+    reads = [readers.submit(read, case) for case in cases]
     try:
+        projection_options, device = prepare_projection()  # while the first case is read
+        finals = [writers.submit(write, projectors.submit(project, read_future, projection_options, device))
+                  for read_future in reads]
         for final in finals:
             yield wait_heeding_signals(final)  # Ctrl-C handled while a case runs
     finally:
@@ -299,8 +324,8 @@ def _finite(value, flag: str, positive: bool = False) -> None:
 
 def check_options(options: DrrOptions) -> None:
     """Every option checked for what is physically possible, before any folder is made."""
-    if options.projector not in METHODS:
-        raise UserError(f"--projector {options.projector}: unknown (choose {', '.join(METHODS)})")
+    if options.projector not in PROJECTORS:
+        raise UserError(f"--projector {options.projector}: unknown (choose {', '.join(PROJECTORS)})")
     if options.layout not in writer.LAYOUTS:
         raise UserError(f"--layout {options.layout}: unknown (choose {', '.join(writer.LAYOUTS)})")
     if options.workers < 1:
@@ -327,13 +352,18 @@ def check_options(options: DrrOptions) -> None:
                         "must be shorter than the source-detector distance")
 
 
-def generate_all(inputs, out_dir, options: DrrOptions = DrrOptions(), show_progress: bool = True) -> list[CaseResult]:
+def generate_all(inputs, out_dir, options: DrrOptions = DrrOptions(), show_progress: bool = True,
+                 projector_settings=None) -> list[CaseResult]:
     """Project every case found under `inputs` (paths) into `out_dir`; writes manifest.csv.
 
     Only files drr-generate recorded as its own in `out_dir` are ever replaced or deleted.
+    projector_settings(options, device), when given, is a context manager entered once torch is
+    imported and left after the last case, yielding the options to project with (drr-generate's
+    process-wide thread set-up: drr.cli.threads_for).
     """
     check_options(options)
-    device = resolve_device(options.device)
+    if options.device not in ALWAYS_AVAILABLE_DEVICES:
+        _resolve_device(options.device)  # torch imported now, so that a missing device is refused here
     cases, problems = [], []
     for root in [inputs] if isinstance(inputs, (str, Path)) else inputs:
         found, bad = discover_cases(root)
@@ -345,18 +375,30 @@ def generate_all(inputs, out_dir, options: DrrOptions = DrrOptions(), show_progr
     _adopt_earlier_manifest(folder)
     folder.check_free(["manifest.csv"])
     results = [CaseResult(Path(p).name, p, "failed", f"{p}: {reason}") for p, reason in problems]
-    bar = tqdm(total=len(cases), desc="drr-generate", unit="case", disable=not show_progress)
-    try:
+    # the progress bar, and the projector settings once entered, are left only after run_cases
+    # has stopped its threads: the settings hold while anything projects
+    with contextlib.ExitStack() as held:
+        bar = held.enter_context(tqdm(total=len(cases), desc="drr-generate", unit="case", disable=not show_progress))
+
+        def prepare_projection():
+            device = _resolve_device(options.device)
+            if projector_settings is None:
+                return options, device
+            return held.enter_context(projector_settings(options, device)), device
+
         # closing: an interrupt outside the generator still stops its threads before we go on
-        with contextlib.closing(run_cases(cases, out_dir, options, device)) as finished:
+        with contextlib.closing(run_cases(cases, out_dir, options, prepare_projection)) as finished:
             for result in finished:
                 results.append(result)
                 bar.update(1)
-    finally:
-        bar.close()
     folder.claim(["manifest.csv"])
     write_manifest(out_dir / "manifest.csv", results)
     return results
+
+
+def _resolve_device(name: str) -> torch.device:
+    from umed_common.device import resolve_device  # imports torch (see "torch waits")
+    return resolve_device(name)
 
 
 def _adopt_earlier_manifest(folder) -> None:
