@@ -57,6 +57,19 @@ def reconstruct_volume(images: torch.Tensor, views: torch.Tensor, camera: DrrCam
     return attenuation_from_parameters(parameters.detach(), mu_scale)
 
 
+def clear_air(volume: torch.Tensor, fraction: float) -> torch.Tensor:
+    """(D, H, W) -> (D, H, W): voxels below `fraction` of the volume's 99th percentile set to air (0).
+
+    Tomography through a softplus never reaches 0: the air around a patient keeps a floor of about 1 % of soft
+    tissue, which summed across the box is a haze of a few grey levels in every air pixel of the rendered views,
+    where the DRRs are exactly 0 (and where SSIM's luminance term punishes any offset hardest). 0 keeps the volume.
+    """
+    if fraction <= 0:
+        return volume
+    level = fraction * torch.quantile(volume.flatten().float(), 0.99)
+    return torch.where(volume < level, torch.zeros_like(volume), volume)
+
+
 def similarity_matrix(pose: torch.Tensor, view_angle_deg: float) -> torch.Tensor:
     """(4,) pose = (shift along the input view's detector columns, vertical shift, log scale in the axial
     plane, log vertical scale), shifts box-normalised -> (1, 3, 4) affine_grid matrix (output -> atlas).

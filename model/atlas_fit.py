@@ -12,6 +12,7 @@ uncertainty-weighted losses (Eq. 5) or fixed weights (Table 3):
    a change of the bones' shadow is then made at the bones' depth instead of spread over the whole leg, which
    other views would see smeared (worst at the far side, where cone-beam magnification differs by +-20 %).
    mu stays non-negative and the fit goes through the same samples the input view is rendered with.
+3. carving (air_level > 0): where the X-ray shows air, the gain is 0 (`carve_air`).
 """
 from __future__ import annotations
 
@@ -97,6 +98,15 @@ def initial_gain(prior_integrals: torch.Tensor, target: torch.Tensor, max_gain: 
     return torch.where(shadow, ratio, torch.ones_like(ratio)).clamp(1.0 / max_gain, max_gain)
 
 
+def carve_air(gain: torch.Tensor, target: torch.Tensor, level: float) -> torch.Tensor:
+    """Gain (S, S) set to 0 where the X-ray target (S, S) in [0, 1] is at or below `level`: a ray whose line
+    integral is 0 crosses nothing but air (attenuation is non-negative), whatever the prior put there. The gain
+    fit alone stops at 1/max_gain. level 0 carves nothing."""
+    if level <= 0:
+        return gain
+    return torch.where(target > level, gain, torch.zeros_like(gain))
+
+
 def depth_profile(values: torch.Tensor, depth_norm: torch.Tensor, power: float) -> torch.Tensor:
     """q(x) of the gain (module docstring): values mu_A (..., n) and N(u) broadcast to (..., 1) -> (..., n)."""
     if power == 1.0:
@@ -160,10 +170,12 @@ def modulation(state: AtlasState, camera: DrrCamera, points: torch.Tensor, value
         gain = F.grid_sample(state.gain[None, None], where[None, None], mode="bilinear", padding_mode="border",
                              align_corners=True)
         return gain.reshape(points.shape[:-1])
-    maps = torch.stack([state.gain.log(), state.depth_norm.log()])[None]
-    looked = F.grid_sample(maps, where[None, None], mode="bilinear", padding_mode="border", align_corners=True)
-    log_gain, log_norm = (looked[0, c].reshape(points.shape[:-1]) for c in range(2))
-    return torch.exp(log_gain * depth_profile(values, log_norm.exp(), state.depth_power))
+    # log of a carved (zero) gain is kept finite and the carving is applied as its own (interpolated) map, so a
+    # small q cannot bring back what the X-ray shows is air
+    maps = torch.stack([state.gain.clamp(min=1e-12).log(), state.depth_norm.log(), (state.gain > 0).to(values)])
+    looked = F.grid_sample(maps[None], where[None, None], mode="bilinear", padding_mode="border", align_corners=True)
+    log_gain, log_norm, kept = (looked[0, c].reshape(points.shape[:-1]) for c in range(3))
+    return torch.exp(log_gain * depth_profile(values, log_norm.exp(), state.depth_power)) * kept
 
 
 def render_integrals(state: AtlasState, camera: DrrCamera, n_samples: int, views=None, chunk: int = 4,

@@ -24,8 +24,8 @@ from umed_common.images import read_gray
 from umed_common.measures import psnr
 from umed_common.protocol import N_VIEWS, VIEW_STEP_DEG, copy_views
 
-from .atlas import blend, reconstruct_volume, similarity_matrix, warp_volumes
-from .atlas_fit import AtlasState, fit_gain, fit_latent, history_frame, modulation, render_integrals, views_uint8
+from .atlas import blend, clear_air, reconstruct_volume, similarity_matrix, warp_volumes
+from .atlas_fit import AtlasState, carve_air, fit_gain, fit_latent, history_frame, modulation, render_integrals, views_uint8
 from .checkpoint import check_identity, read_checkpoint, resolve_run, save_checkpoint
 from .config import ModelConfig, parse_loss_weights
 from .data import discover_drr_images, select_patients, to_model_range
@@ -90,6 +90,7 @@ def _reconstruct_all(cfg, patients: dict, ctx: DistContext, seed: int, progress:
         mine[name] = reconstruct_volume(images, views, camera, grid=phys.grid, n_samples=phys.samples,
                                         steps=phys.recon_steps, lr=phys.recon_lr, views_per_step=phys.views_per_step,
                                         mu_scale=phys.mu_scale, generator=stream)
+        mine[name] = clear_air(mine[name], phys.air_floor)
     if ctx.world_size > 1:
         gathered = [None] * ctx.world_size
         dist.all_gather_object(gathered, mine)
@@ -113,6 +114,7 @@ def fit_single_view(atlas: torch.Tensor, target: torch.Tensor, view: int, cfg: M
     samples, step_mm = ray_samples(camera, [view], phys.render_samples)
     gain, depth_norm = fit_gain(samples_of(volume, samples)[0], step_mm, target, phys, weighting, perceptual,
                                 phys.gain_steps, rows, psnr_target)
+    gain = carve_air(gain, target, phys.air_level)
     return AtlasState(volume, gain, view, torch.softmax(logits, 0), pose, phys.gain_depth_power, depth_norm)
 
 

@@ -183,6 +183,52 @@ def test_depth_power_fits_the_input_view_and_keeps_attenuation_non_negative():
     assert fitted_attenuation(state, camera).min() >= 0
 
 
+def test_clear_air_by_hand():
+    from model.atlas import clear_air
+    volume = torch.zeros(10, 10, 10)
+    volume[:5] = 0.0003                                      # the tomography's floor in the air
+    volume[5:] = torch.linspace(0.005, 0.02, 500).reshape(5, 10, 10)
+    p99 = float(torch.quantile(volume.flatten(), 0.99))
+    cleared = clear_air(volume, 0.05)
+    assert float(cleared[:5].abs().max()) == 0.0             # 0.0003 < 0.05 * p99 (~0.001)
+    assert torch.equal(cleared[5:], volume[5:])              # tissue kept bit for bit
+    assert 0.05 * p99 > 0.0003
+    assert torch.equal(clear_air(volume, 0.0), volume)      # 0 is off
+
+
+@pytest.mark.parametrize("power", [1.0, 3.0])
+def test_carved_rays_render_air_at_the_input_view(power):
+    from model.atlas_fit import carve_air, render_integrals
+    from model.physical import fitted_attenuation
+    gain = torch.full((2, 2), 2.0)
+    target = torch.tensor([[0.0, 0.5], [0.003, 1.0]])
+    assert carve_air(gain, target, 0.004).tolist() == [[0.0, 2.0], [0.0, 2.0]]
+    assert torch.equal(carve_air(gain, target, 0.0), gain)
+    # a fit whose X-ray has air where the prior has a blob: those pixels render exactly 0, the rest is unchanged
+    cfg = config_from_dict(tiny_config(gain_depth_power=power, gain_steps=20, air_level=0.004))
+    atlas, target, camera = two_blob_fit_case()
+    target = target.clone()
+    target[:, :8] = 0.0                                      # the X-ray shows air on its left quarter
+    plain = fit_single_view(atlas, target, 9, config_from_dict(tiny_config(gain_depth_power=power, gain_steps=20)),
+                            None, build_perceptual("ssim"), 0.01)
+    state = fit_single_view(atlas, target, 9, cfg, None, build_perceptual("ssim"), 0.01)
+    assert float(state.gain[:, :8].abs().max()) == 0.0
+    assert torch.equal(state.gain, torch.where(target > 0.004, plain.gain, torch.zeros_like(plain.gain)))
+    rendered = render_integrals(state, camera, cfg.physical.render_samples, views=[9])[0]
+    before = render_integrals(plain, camera, cfg.physical.render_samples, views=[9])[0]
+    assert float(before[:, 1:7].max()) > 0                  # the prior cast a shadow there, the gain fit kept it
+    assert float(rendered[:, 1:7].abs().max()) < 1e-6 * float(rendered.max())
+    volume = fitted_attenuation(state, camera)
+    assert torch.isfinite(volume).all() and volume.min() >= 0
+
+
+def test_air_options_are_checked():
+    from umed_common.errors import UserError
+    for bad in ({"air_floor": -0.1}, {"air_level": 1.0}, {"air_floor": float("nan")}):
+        with pytest.raises(UserError, match="physical.air_"):
+            config_from_dict(tiny_config(**bad))
+
+
 def write_patient_drrs(folder, patient: str, volume: torch.Tensor, size: int = 32) -> None:
     camera = camera_from_preset("knee", size, BOX_MM)
     samples, step_mm = ray_samples(camera, range(72), 48)
