@@ -115,11 +115,19 @@ def depth_profile(values: torch.Tensor, depth_norm: torch.Tensor, power: float) 
 
 
 def depth_norm_map(ray_values: torch.Tensor, power: float) -> torch.Tensor:
-    """N(u) = sum mu^p / sum mu along each input ray: (S, S, n) samples -> (S, S) (ones for p = 1)."""
+    """N(u) = sum mu^p / sum mu along each input ray: (S, S, n) samples -> (S, S) (ones for p = 1).
+
+    Rays that cross (almost) no prior take the smallest N of the rays that do: the renders look N up between
+    rays, and an empty ray's N of 0 next to a sample with attenuation would make q, and g^q, overflow.
+    """
     if power == 1.0:
         return torch.ones(ray_values.shape[:-1])
     values = ray_values.clamp(min=0)
-    return (values.pow(power).sum(-1) / values.sum(-1).clamp(min=1e-12)).clamp(min=1e-12)
+    mass = values.sum(-1)
+    norm = values.pow(power).sum(-1) / mass.clamp(min=1e-12)
+    crossing = mass > 0.01 * mass.max()
+    floor = norm[crossing].min() if bool(crossing.any()) else torch.tensor(1.0)
+    return norm.clamp(min=float(floor))
 
 
 def shade(ray_values: torch.Tensor, gain: torch.Tensor, depth_norm: torch.Tensor, power: float,

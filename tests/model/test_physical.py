@@ -161,6 +161,9 @@ def test_depth_profile_by_hand():
     assert q[0].tolist() == pytest.approx([0.4, 1.2])       # the dense sample takes 3x the change
     assert float((ray * q).sum()) == pytest.approx(float(ray.sum()))  # q averages 1 under the prior
     assert torch.equal(depth_profile(ray, norm[..., None], 1.0), torch.ones_like(ray))
+    # a ray with no prior takes the smallest N of the rays with one, so q stays bounded between rays
+    rays = torch.tensor([[1.0, 3.0], [2.0, 2.0], [0.0, 0.0]])
+    assert depth_norm_map(rays, 2.0).tolist() == pytest.approx([2.5, 2.0, 2.0])
     # power 1 is the plain gain: g * L exactly
     assert shade(ray, torch.tensor([2.0]), depth_norm_map(ray, 1.0), 1.0, 0.5).tolist() == \
         pytest.approx([4.0])
