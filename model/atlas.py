@@ -96,6 +96,27 @@ def blend(volumes: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     return (torch.softmax(logits, dim=0)[:, None, None, None] * volumes).sum(dim=0)
 
 
+# A member's tissue: attenuation above this fraction of its 99th percentile (lungs, fat and muscle are above it,
+# the tomography's floor and partial-volume rims below)
+TISSUE_FRACTION = 0.2
+
+
+def cut_to_outline(volumes: torch.Tensor, logits: torch.Tensor, blended: torch.Tensor, share: float) -> torch.Tensor:
+    """The blend (D, H, W) of `volumes` (n, D, H, W) with softmax(`logits`) (n,) set to air wherever members of
+    less than `share` of the weight have tissue there (`TISSUE_FRACTION`); share 0 keeps the blend.
+
+    A blend's outline is the union of its members': the rim that only the widest few fill is a haze around the
+    silhouette of every view the input does not fix, where the DRRs are air. Inside, the blend is untouched.
+    """
+    if share <= 0:
+        return blended
+    weights = torch.softmax(logits, dim=0)
+    levels = TISSUE_FRACTION * torch.quantile(volumes.flatten(1).float(), 0.99, dim=1)
+    tissue = (volumes > levels[:, None, None, None]).to(volumes.dtype)
+    covered = (weights[:, None, None, None] * tissue).sum(dim=0)
+    return torch.where(covered >= share, blended, torch.zeros_like(blended))
+
+
 def bounded_gain(raw: torch.Tensor, max_gain: float) -> torch.Tensor:
     """Unconstrained (H, W) -> gain in [1/max_gain, max_gain] (log-symmetric, 1 at raw = 0)."""
     return torch.exp(math.log(max_gain) * torch.tanh(raw))

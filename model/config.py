@@ -168,6 +168,9 @@ class PhysicalConfig:
     # single-view fit: input pixels at or below this fraction of the X-ray's maximum are air, so the volume along
     # their rays is cleared (model.atlas_fit.carve_air); 0 carves nothing
     air_level: float = 0.0
+    # single-view fit: the posed blend is air where atlas members of less than this share of the blend weight
+    # have tissue (model.atlas.cut_to_outline); 0 keeps the blend's soft outline
+    outline_share: float = 0.0
     # add each atlas volume's left-right mirror (a left knee is a mirrored right knee): twice the shapes, no cost
     mirror_atlas: bool = True
     calibrate: bool = True          # leave each training patient out to pick pose_prior (needs >= 2 patients)
@@ -355,7 +358,7 @@ def _validate_physical(phys: PhysicalConfig) -> None:
         raise UserError("config physical.max_gain: must be above 1")
     if not (math.isfinite(phys.gain_depth_power) and 1 <= phys.gain_depth_power <= 8):
         raise UserError("config physical.gain_depth_power: must be a number from 1 to 8")
-    for name in ("air_floor", "air_level"):
+    for name in ("air_floor", "air_level", "outline_share"):
         if not (math.isfinite(getattr(phys, name)) and 0 <= getattr(phys, name) < 1):
             raise UserError(f"config physical.{name}: must be a fraction from 0 (off) to below 1")
     priors = (phys.pose_prior, *phys.pose_prior_candidates)

@@ -24,7 +24,7 @@ from umed_common.images import read_gray
 from umed_common.measures import psnr
 from umed_common.protocol import N_VIEWS, VIEW_STEP_DEG, copy_views
 
-from .atlas import blend, clear_air, reconstruct_volume, similarity_matrix, warp_volumes
+from .atlas import blend, clear_air, cut_to_outline, reconstruct_volume, similarity_matrix, warp_volumes
 from .atlas_fit import AtlasState, carve_air, fit_gain, fit_latent, history_frame, modulation, render_integrals, views_uint8
 from .checkpoint import check_identity, read_checkpoint, resolve_run, save_checkpoint
 from .config import ModelConfig, parse_loss_weights
@@ -110,7 +110,11 @@ def fit_single_view(atlas: torch.Tensor, target: torch.Tensor, view: int, cfg: M
                                  phys.fit_steps, pose_prior, rows)
     camera = camera_for(cfg, target.shape[-1])
     angle = camera.geometry.start_angle_deg + view * camera.geometry.angle_step_deg
-    volume = warp_volumes(blend(atlas, logits)[None], similarity_matrix(pose, angle))[0]
+    if phys.outline_share > 0:  # each member posed: the outline needs them one by one
+        members = warp_volumes(atlas, similarity_matrix(pose, angle))
+        volume = cut_to_outline(members, logits, blend(members, logits), phys.outline_share)
+    else:
+        volume = warp_volumes(blend(atlas, logits)[None], similarity_matrix(pose, angle))[0]
     samples, step_mm = ray_samples(camera, [view], phys.render_samples)
     gain, depth_norm = fit_gain(samples_of(volume, samples)[0], step_mm, target, phys, weighting, perceptual,
                                 phys.gain_steps, rows, psnr_target)

@@ -225,10 +225,39 @@ def test_carved_rays_render_air_at_the_input_view(power):
     assert torch.isfinite(volume).all() and volume.min() >= 0
 
 
+def test_cut_to_outline_by_hand():
+    from model.atlas import cut_to_outline
+    members = torch.zeros(3, 1, 1, 4)
+    members[0, 0, 0] = torch.tensor([1.0, 1.0, 1.0, 0.0])    # widest member
+    members[1, 0, 0] = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    members[2, 0, 0] = torch.tensor([1.0, 0.1, 0.0, 0.0])    # 0.1 < 0.2 * its 99th percentile: not tissue
+    logits = torch.log(torch.tensor([0.25, 0.25, 0.5]))
+    blended = (torch.softmax(logits, 0)[:, None, None, None] * members).sum(0)
+    # tissue share per voxel: 1, 0.5, 0.25, 0
+    assert cut_to_outline(members, logits, blended, 0.3)[0, 0].tolist() == pytest.approx([1.0, 0.55, 0.0, 0.0])
+    assert cut_to_outline(members, logits, blended, 0.2)[0, 0].tolist() == pytest.approx([1.0, 0.55, 0.25, 0.0])
+    assert torch.equal(cut_to_outline(members, logits, blended, 0.0), blended)
+
+
+def test_outlined_fit_reaches_the_input_view_with_air_outside_the_members():
+    from model.atlas_fit import render_integrals
+    from umed_common.measures import minmax_to_uint8
+    cfg = config_from_dict(tiny_config(outline_share=0.5, gain_steps=40))
+    atlas, target, camera = two_blob_fit_case()
+    state = fit_single_view(atlas, target, 9, cfg, None, build_perceptual("ssim"), 0.01)
+    plain = fit_single_view(atlas, target, 9, config_from_dict(tiny_config(gain_steps=40)), None,
+                            build_perceptual("ssim"), 0.01)
+    assert float((state.volume > 0).float().mean()) < float((plain.volume > 1e-6).float().mean())
+    assert state.volume.min() >= 0
+    rendered = render_integrals(state, camera, cfg.physical.render_samples, views=[9])[0]
+    psnr, _ = input_view_metrics(rendered, minmax_to_uint8(target.numpy()))
+    assert psnr > 28.0
+
+
 def test_air_options_are_checked():
     from umed_common.errors import UserError
-    for bad in ({"air_floor": -0.1}, {"air_level": 1.0}, {"air_floor": float("nan")}):
-        with pytest.raises(UserError, match="physical.air_"):
+    for bad in ({"air_floor": -0.1}, {"air_level": 1.0}, {"air_floor": float("nan")}, {"outline_share": 1.5}):
+        with pytest.raises(UserError, match="physical.(air_|outline)"):
             config_from_dict(tiny_config(**bad))
 
 
