@@ -139,5 +139,5 @@ def command() -> None:
     os._exit(code)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m drr.cli` is the console script, fast exit included
+    command()
