@@ -8,6 +8,7 @@ import sys
 from dataclasses import replace
 from typing import Iterator
 
+from umed_common.device import add_device_argument
 from umed_common.errors import UserError, cli_entry
 from umed_common.malloc_tuning import reuse_freed_memory
 
@@ -62,8 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=1, help="cases projected in parallel (default: 1)")
     parser.add_argument("--overwrite", action="store_true", help="redo cases finished by an earlier run")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--device", default="auto",  # umed_common.device.add_device_argument's, without torch
-                        help="auto (cuda when available), cpu, or cuda[:N] (default: auto)")
+    add_device_argument(parser)
     return parser
 
 

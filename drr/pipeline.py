@@ -6,9 +6,10 @@ A failing case is recorded and the others go on.
 torch waits: `import torch` takes ~1.4 s, several times the read of a CT (checksum,
 decompression, HU: ~0.4 s), and nothing before the projection needs it. So this module and
 the ones it reads with (volume_io, orientation, writer) import no torch at their top; the
-projection side (attenuation, geometry, projector, umed_common.device) is imported where it
-is used, first by `run_cases` on its calling thread while its read thread reads the first case
-(decompression and hashing release the GIL, so the two overlap).
+projection side (attenuation, geometry, projector; torch itself in umed_common.device's
+resolve_device) is imported where it is used, first by `run_cases` on its calling thread
+while its read thread reads the first case (decompression and hashing release the GIL, so
+the two overlap).
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from tqdm import tqdm
 
 from umed_common.atomic import ensure_writable_dir, write_text_atomic
 from umed_common.checksums import sha256_file
+from umed_common.device import resolve_device  # imports torch only when called
 from umed_common.errors import DISK_FULL_ERRNOS, UserError, disk_full_error
 from umed_common.interrupts import check_stop, wait_heeding_signals
 
@@ -363,7 +365,7 @@ def generate_all(inputs, out_dir, options: DrrOptions = DrrOptions(), show_progr
     """
     check_options(options)
     if options.device not in ALWAYS_AVAILABLE_DEVICES:
-        _resolve_device(options.device)  # torch imported now, so that a missing device is refused here
+        resolve_device(options.device)  # torch imported now, so that a missing device is refused here
     cases, problems = [], []
     for root in [inputs] if isinstance(inputs, (str, Path)) else inputs:
         found, bad = discover_cases(root)
@@ -381,7 +383,7 @@ def generate_all(inputs, out_dir, options: DrrOptions = DrrOptions(), show_progr
         bar = held.enter_context(tqdm(total=len(cases), desc="drr-generate", unit="case", disable=not show_progress))
 
         def prepare_projection():
-            device = _resolve_device(options.device)
+            device = resolve_device(options.device)
             if projector_settings is None:
                 return options, device
             return held.enter_context(projector_settings(options, device)), device
@@ -394,11 +396,6 @@ def generate_all(inputs, out_dir, options: DrrOptions = DrrOptions(), show_progr
     folder.claim(["manifest.csv"])
     write_manifest(out_dir / "manifest.csv", results)
     return results
-
-
-def _resolve_device(name: str) -> torch.device:
-    from umed_common.device import resolve_device  # imports torch (see "torch waits")
-    return resolve_device(name)
 
 
 def _adopt_earlier_manifest(folder) -> None:

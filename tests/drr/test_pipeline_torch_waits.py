@@ -2,7 +2,6 @@
 imported, and the command's thread set-up and device check behave as before."""
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -14,11 +13,10 @@ import pytest
 import torch
 
 import drr.pipeline
-from drr.cli import build_parser, main
+from drr.cli import main
 from drr.projector import METHODS
 from drr_test_volumes import small_hu_volume
 from tests.conftest import REPO_ROOT
-from umed_common.device import add_device_argument
 
 FAST = ["--projector", "fast", "--views", "3", "--angle-step-deg", "120", "--rows", "12", "--cols", "16",
         "--detector-mm", "60", "--quiet"]
@@ -45,7 +43,7 @@ def test_the_command_and_a_case_read_import_no_torch(tmp_path):
 
 def test_the_first_case_is_read_while_torch_is_imported(tmp_path, monkeypatch):
     reading = threading.Event()
-    real_read, real_resolve = drr.pipeline._read_stage, drr.pipeline._resolve_device
+    real_read, real_resolve = drr.pipeline._read_stage, drr.pipeline.resolve_device
 
     def read(*args):
         reading.set()
@@ -56,7 +54,7 @@ def test_the_first_case_is_read_while_torch_is_imported(tmp_path, monkeypatch):
         return real_resolve(name)
 
     monkeypatch.setattr(drr.pipeline, "_read_stage", read)
-    monkeypatch.setattr(drr.pipeline, "_resolve_device", resolve)
+    monkeypatch.setattr(drr.pipeline, "resolve_device", resolve)
     assert main([str(write_ct(tmp_path / "ct.nii.gz")), str(tmp_path / "out"), *FAST, "--device", "cpu"]) == 0
     assert (tmp_path / "out" / "ct" / "case.json").is_file()
 
@@ -93,10 +91,5 @@ def test_a_device_not_there_is_refused_before_any_folder(tmp_path, capsys, devic
     assert not (tmp_path / "out").exists()
 
 
-def test_names_kept_beside_their_torch_side_originals():
+def test_projector_names_kept_beside_their_torch_side_original():
     assert drr.pipeline.PROJECTORS == METHODS
-    ours = next(a for a in build_parser()._actions if a.dest == "device")
-    theirs = argparse.ArgumentParser()
-    add_device_argument(theirs)
-    theirs = next(a for a in theirs._actions if a.dest == "device")
-    assert (ours.default, ours.help) == (theirs.default, theirs.help)
