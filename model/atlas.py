@@ -57,6 +57,12 @@ def reconstruct_volume(images: torch.Tensor, views: torch.Tensor, camera: DrrCam
     return attenuation_from_parameters(parameters.detach(), mu_scale)
 
 
+def robust_max(volumes: torch.Tensor) -> torch.Tensor:
+    """99th percentile of each volume: (..., D, H, W) -> (...); the scale that air and tissue levels are
+    fractions of (a few bright voxels, metal or cortex at the clamp, do not move it)."""
+    return torch.quantile(volumes.flatten(-3).float(), 0.99, dim=-1)
+
+
 def clear_air(volume: torch.Tensor, fraction: float) -> torch.Tensor:
     """(D, H, W) -> (D, H, W): voxels below `fraction` of the volume's 99th percentile set to air (0).
 
@@ -66,7 +72,7 @@ def clear_air(volume: torch.Tensor, fraction: float) -> torch.Tensor:
     """
     if fraction <= 0:
         return volume
-    level = fraction * torch.quantile(volume.flatten().float(), 0.99)
+    level = fraction * robust_max(volume)
     return torch.where(volume < level, torch.zeros_like(volume), volume)
 
 
@@ -111,7 +117,7 @@ def cut_to_outline(volumes: torch.Tensor, logits: torch.Tensor, blended: torch.T
     if share <= 0:
         return blended
     weights = torch.softmax(logits, dim=0)
-    levels = TISSUE_FRACTION * torch.quantile(volumes.flatten(1).float(), 0.99, dim=1)
+    levels = TISSUE_FRACTION * robust_max(volumes)
     tissue = (volumes > levels[:, None, None, None]).to(volumes.dtype)
     covered = (weights[:, None, None, None] * tissue).sum(dim=0)
     return torch.where(covered >= share, blended, torch.zeros_like(blended))
