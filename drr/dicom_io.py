@@ -2,8 +2,8 @@
 
 pydicom is imported by the functions that read or write DICOM, not at the top: importing it
 takes ~0.1 s, which this module (drr.volume_io imports it for every run) should not add to a
-run on other files. (nibabel, drr.volume_truncation's NIfTI header reader, still imports
-pydicom whenever it is installed.)
+run on other files. (nibabel, which imports pydicom whenever it is installed, is not imported
+either: drr.nifti_header reads the NIfTI fields the truncation check needs.)
 """
 from __future__ import annotations
 
