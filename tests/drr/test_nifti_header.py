@@ -70,3 +70,9 @@ def test_a_nifti_run_reads_without_importing_nibabel(tmp_path):
             "print(v.hu.shape, 'nibabel' in sys.modules, 'pydicom' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
     assert out.stdout.split()[-2:] == ["False", "False"], out.stdout
+
+
+def test_gzip_is_inflated_by_isal():
+    # the dependency is installed, so the fast inflater is the one in use (zlib is only the fallback)
+    from drr import volume_truncation
+    assert volume_truncation._inflate.__name__ == "isal.isal_zlib"
