@@ -13,6 +13,8 @@ uncertainty-weighted losses (Eq. 5) or fixed weights (Table 3):
    other views would see smeared (worst at the far side, where cone-beam magnification differs by +-20 %).
    mu stays non-negative and the fit goes through the same samples the input view is rendered with.
 3. carving (air_level > 0): where the X-ray shows air, the gain is 0 (`carve_air`).
+4. far side (mirror_view_weight > 0, p = 1): a second gain f at the view 180 deg away, mu = mu_A g f, fitted
+   with the input mirrored left-right as a weak pseudo-view there (`fit_two_gains`).
 """
 from __future__ import annotations
 
@@ -45,6 +47,8 @@ class AtlasState:
     pose: torch.Tensor          # (4,) see atlas.similarity_matrix
     depth_power: float = 1.0    # p of the gain's depth profile (module docstring)
     depth_norm: torch.Tensor | None = None  # (S, S) N(u); None means ones (p = 1)
+    far_gain: torch.Tensor | None = None    # (S, S) at the far view's detector (mirror_view_weight); None: none
+    far_view: int | None = None
 
 
 def weighted_loss(prediction, target, weighting, perceptual) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -170,14 +174,74 @@ def fit_gain(ray_values: torch.Tensor, step_mm: float, target: torch.Tensor, phy
     return bounded_gain(best if steps else raw.detach(), phys.max_gain), depth_norm
 
 
+def fit_two_gains(volume: torch.Tensor, camera: DrrCamera, view: int, far_view: int, target: torch.Tensor,
+                  phys: PhysicalConfig, weighting, perceptual, steps: int, rows: list | None = None,
+                  psnr_target: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gain g (S, S) at the input view and a far gain f (S, S) at `far_view`, mu = mu_A g(u_K) f(u_F), with
+    a * render_K ~ target (S, S) (the loss of `weighting`) plus phys.mirror_view_weight x the MSE of
+    a' * render_F against the target mirrored left-right: one view of a transmission image seen from behind is
+    its mirror image in the parallel-beam limit, which the trivial "mirrored copy" answer relies on; here it
+    pulls the depth distribution of the change toward that, through the cone-beam rays. Both gains start at
+    `initial_gain` and 1; the last step is kept (or the first to reach psnr_target)."""
+    samples, step_mm = ray_samples(camera, [view, far_view], phys.render_samples)
+    values = samples_of(volume, samples)                                    # (2, S, S, n)
+    lookups = [[detector_positions(camera, v, samples[k].reshape(-1, 3)) for v in (view, far_view)]
+               for k in range(2)]
+
+    def looked(gain: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        return F.grid_sample(gain[None, None], where[None, None], mode="bilinear", padding_mode="border",
+                             align_corners=True).reshape(values.shape[1:])
+
+    mirrored = target.flip(-1)
+    raw = raw_from_gain(initial_gain(values[0].sum(-1) * step_mm, target, phys.max_gain), phys.max_gain)
+    raw = raw.requires_grad_(True)
+    raw_far = torch.zeros_like(raw, requires_grad=True)
+    optimiser = torch.optim.Adam([raw, raw_far, *weighting.parameters()], lr=phys.gain_lr)
+    target_u8 = minmax_to_uint8(target.numpy())
+    for iteration in range(1, steps + 1):
+        gain, far = bounded_gain(raw, phys.max_gain), bounded_gain(raw_far, phys.max_gain)
+        rendered = [(values[k] * looked(gain, lookups[k][0]) * looked(far, lookups[k][1])).sum(-1) * step_mm
+                    for k in range(2)]
+        prediction = (fit_scale(rendered[0][None], target[None]) * rendered[0])[0]
+        far_prediction = (fit_scale(rendered[1][None], mirrored[None]) * rendered[1])[0]
+        loss, loss_r, loss_mse = weighted_loss(prediction, target, weighting, perceptual)
+        total = loss + phys.mirror_view_weight * F.mse_loss(far_prediction * 2 - 1, mirrored * 2 - 1)
+        row = _row("gain", iteration, loss, loss_r, loss_mse, weighting, prediction, target_u8)
+        if rows is not None:
+            rows.append(row)
+        if psnr_target is not None and row["psnr"] >= psnr_target:
+            break
+        optimiser.zero_grad(set_to_none=True)
+        total.backward()
+        optimiser.step()
+    return bounded_gain(raw.detach(), phys.max_gain), bounded_gain(raw_far.detach(), phys.max_gain)
+
+
+def gain_at(gain: torch.Tensor, camera: DrrCamera, view: int, points: torch.Tensor) -> torch.Tensor:
+    """A detector map (S, S) of `view` looked up where box-normalised points (..., 3) project -> (...)
+    (bilinear, the edge value beyond the detector; `camera` any size, the map's own is used)."""
+    where = detector_positions(camera.at_size(gain.shape[-1]), view, points.reshape(-1, 3))
+    looked = F.grid_sample(gain[None, None], where[None, None], mode="bilinear", padding_mode="border",
+                           align_corners=True)
+    return looked.reshape(points.shape[:-1])
+
+
 def modulation(state: AtlasState, camera: DrrCamera, points: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """g(u_K(x))^q(x) at box-normalised points (..., 3) where the prior is `values` (...) -> (...); the maps' edge
-    values beyond the detector. `camera` is any size of the model's camera (the gain's own size is used)."""
-    where = detector_positions(camera.at_size(state.gain.shape[-1]), state.input_view, points.reshape(-1, 3))
+    """g(u_K(x))^q(x) (times the far gain f(u_F(x)) when the fit has one) at box-normalised points (..., 3)
+    where the prior is `values` (...) -> (...); the maps' edge values beyond the detector. `camera` is any size
+    of the model's camera (the gain's own size is used)."""
+    own = _input_modulation(state, camera, points, values)
+    if state.far_gain is None:
+        return own
+    return own * gain_at(state.far_gain, camera, state.far_view, points)
+
+
+def _input_modulation(state: AtlasState, camera: DrrCamera, points: torch.Tensor, values: torch.Tensor
+                      ) -> torch.Tensor:
+    """g(u_K(x))^q(x) of the input view's gain (see `modulation`)."""
     if state.depth_power == 1.0 or state.depth_norm is None:  # q = 1: the gain itself, one map to look up
-        gain = F.grid_sample(state.gain[None, None], where[None, None], mode="bilinear", padding_mode="border",
-                             align_corners=True)
-        return gain.reshape(points.shape[:-1])
+        return gain_at(state.gain, camera, state.input_view, points)
+    where = detector_positions(camera.at_size(state.gain.shape[-1]), state.input_view, points.reshape(-1, 3))
     # log of a carved (zero) gain is kept finite and the carving is applied as its own (interpolated) map, so a
     # small q cannot bring back what the X-ray shows is air
     maps = torch.stack([state.gain.clamp(min=1e-12).log(), state.depth_norm.log(), (state.gain > 0).to(values)])

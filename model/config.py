@@ -171,6 +171,10 @@ class PhysicalConfig:
     # single-view fit: the posed blend is air where atlas members of less than this share of the blend weight
     # have tissue (model.atlas.cut_to_outline); 0 keeps the blend's soft outline
     outline_share: float = 0.0
+    # single-view fit: weight of a pseudo-view at the far side (the input view + 180 deg), the X-ray mirrored
+    # left-right (the parallel-beam limit of a transmission image seen from behind), fitted by a second gain map
+    # at that view's detector (model.atlas_fit.fit_two_gains); 0: off. Needs gain_depth_power 1
+    mirror_view_weight: float = 0.0
     # add each atlas volume's left-right mirror (a left knee is a mirrored right knee): twice the shapes, no cost
     mirror_atlas: bool = True
     calibrate: bool = True          # leave each training patient out to pick pose_prior (needs >= 2 patients)
@@ -361,6 +365,10 @@ def _validate_physical(phys: PhysicalConfig) -> None:
     for name in ("air_floor", "air_level", "outline_share"):
         if not (math.isfinite(getattr(phys, name)) and 0 <= getattr(phys, name) < 1):
             raise UserError(f"config physical.{name}: must be a fraction from 0 (off) to below 1")
+    if not (math.isfinite(phys.mirror_view_weight) and phys.mirror_view_weight >= 0):
+        raise UserError("config physical.mirror_view_weight: must be a number >= 0 (0: off)")
+    if phys.mirror_view_weight > 0 and phys.gain_depth_power != 1:
+        raise UserError("config physical.mirror_view_weight: needs gain_depth_power 1 (the far gain is a plain factor)")
     priors = (phys.pose_prior, *phys.pose_prior_candidates)
     if not all(math.isfinite(p) and p >= 0 for p in priors) or not phys.pose_prior_candidates:
         raise UserError("config physical: pose_prior and its candidates must be non-negative numbers")

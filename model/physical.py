@@ -25,7 +25,8 @@ from umed_common.measures import psnr
 from umed_common.protocol import N_VIEWS, VIEW_STEP_DEG, copy_views
 
 from .atlas import blend, clear_air, cut_to_outline, reconstruct_volume, similarity_matrix, warp_volumes
-from .atlas_fit import AtlasState, carve_air, fit_gain, fit_latent, history_frame, modulation, render_integrals, views_uint8
+from .atlas_fit import (AtlasState, carve_air, fit_gain, fit_latent, fit_two_gains, history_frame, modulation,
+                        render_integrals, views_uint8)
 from .checkpoint import check_identity, read_checkpoint, resolve_run, save_checkpoint
 from .config import ModelConfig, parse_loss_weights
 from .data import discover_drr_images, select_patients, to_model_range
@@ -115,6 +116,12 @@ def fit_single_view(atlas: torch.Tensor, target: torch.Tensor, view: int, cfg: M
         volume = cut_to_outline(members, logits, blend(members, logits), phys.outline_share)
     else:
         volume = warp_volumes(blend(atlas, logits)[None], similarity_matrix(pose, angle))[0]
+    if phys.mirror_view_weight > 0:
+        far_view = (view + N_VIEWS // 2) % N_VIEWS
+        gain, far_gain = fit_two_gains(volume, camera, view, far_view, target, phys, weighting, perceptual,
+                                       phys.gain_steps, rows, psnr_target)
+        return AtlasState(volume, carve_air(gain, target, phys.air_level), view, torch.softmax(logits, 0), pose,
+                          far_gain=far_gain, far_view=far_view)
     samples, step_mm = ray_samples(camera, [view], phys.render_samples)
     gain, depth_norm = fit_gain(samples_of(volume, samples)[0], step_mm, target, phys, weighting, perceptual,
                                 phys.gain_steps, rows, psnr_target)

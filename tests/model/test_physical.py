@@ -186,6 +186,38 @@ def test_depth_power_fits_the_input_view_and_keeps_attenuation_non_negative():
     assert fitted_attenuation(state, camera).min() >= 0
 
 
+def test_far_gain_multiplies_the_input_gain_by_hand():
+    from model.atlas_fit import AtlasState, modulation
+    camera = camera_from_preset("knee", 8, BOX_MM)
+    points = torch.rand(5, 3) * 0.5 - 0.25
+    values = torch.ones(5)
+    state = AtlasState(torch.ones(4, 4, 4), torch.full((8, 8), 2.0), 9, torch.ones(1), torch.zeros(4))
+    assert modulation(state, camera, points, values).tolist() == pytest.approx([2.0] * 5)
+    state.far_gain, state.far_view = torch.full((8, 8), 3.0), 45
+    assert modulation(state, camera, points, values).tolist() == pytest.approx([6.0] * 5)
+
+
+def test_mirror_view_pulls_the_far_side_toward_the_mirrored_input():
+    from model.atlas_fit import render_integrals
+    from model.physical import fitted_attenuation
+    from umed_common.measures import minmax_to_uint8
+    atlas, target, camera = two_blob_fit_case()
+    renders = {}
+    for weight in (0.0, 1.0):
+        cfg = config_from_dict(tiny_config(mirror_view_weight=weight, gain_steps=40))
+        state = fit_single_view(atlas, target, 9, cfg, None, build_perceptual("ssim"), 0.01)
+        assert (state.far_gain is not None) == (weight > 0)
+        renders[weight] = render_integrals(state, camera, cfg.physical.render_samples, views=[9, 45])
+        psnr, _ = input_view_metrics(renders[weight][0], minmax_to_uint8(target.numpy()))
+        assert psnr > 28.0
+        assert fitted_attenuation(state, camera).min() >= 0
+    mirrored = target.flip(-1)
+
+    def far_error(rendered):
+        return float(((rendered / rendered.max() - mirrored) ** 2).mean())
+    assert far_error(renders[1.0][1]) < 0.8 * far_error(renders[0.0][1])
+
+
 def test_clear_air_by_hand():
     from model.atlas import clear_air
     volume = torch.zeros(10, 10, 10)
@@ -256,8 +288,9 @@ def test_outlined_fit_reaches_the_input_view_with_air_outside_the_members():
 
 def test_air_options_are_checked():
     from umed_common.errors import UserError
-    for bad in ({"air_floor": -0.1}, {"air_level": 1.0}, {"air_floor": float("nan")}, {"outline_share": 1.5}):
-        with pytest.raises(UserError, match="physical.(air_|outline)"):
+    for bad in ({"air_floor": -0.1}, {"air_level": 1.0}, {"air_floor": float("nan")}, {"outline_share": 1.5},
+                {"mirror_view_weight": -1.0}, {"mirror_view_weight": 1.0, "gain_depth_power": 2.0}):
+        with pytest.raises(UserError, match=r"physical\.(air_|outline|mirror_view)"):
             config_from_dict(tiny_config(**bad))
 
 
