@@ -79,10 +79,11 @@ def _refuse_if_short(path: Path, actual: int, expected: int) -> None:
 
 def _nifti_header(path: Path) -> NiftiHeader:
     """The header of a .nii or .nii.gz (the first bytes inflated on their own for the latter)."""
+    compressed = path.name.lower().endswith(".gz")
     try:
         with open(path, "rb") as handle:
-            start = handle.read(HEADER_BYTES if not path.name.lower().endswith(".gz") else 1 << 16)
-        if path.name.lower().endswith(".gz"):
+            start = handle.read(1 << 16 if compressed else HEADER_BYTES)
+        if compressed:
             start = _inflate.decompressobj(47).decompress(start)[:HEADER_BYTES]
         return parse_nifti_header(start)
     except (ValueError, zlib.error, _inflate.error) as err:

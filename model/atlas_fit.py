@@ -189,8 +189,7 @@ def fit_two_gains(volume: torch.Tensor, camera: DrrCamera, view: int, far_view: 
                for k in range(2)]
 
     def looked(gain: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
-        return F.grid_sample(gain[None, None], where[None, None], mode="bilinear", padding_mode="border",
-                             align_corners=True).reshape(values.shape[1:])
+        return map_at(gain, where, values.shape[1:])
 
     mirrored = target.flip(-1)
     raw = raw_from_gain(initial_gain(values[0].sum(-1) * step_mm, target, phys.max_gain), phys.max_gain)
@@ -217,13 +216,19 @@ def fit_two_gains(volume: torch.Tensor, camera: DrrCamera, view: int, far_view: 
     return bounded_gain(raw.detach(), phys.max_gain), bounded_gain(raw_far.detach(), phys.max_gain)
 
 
-def gain_at(gain: torch.Tensor, camera: DrrCamera, view: int, points: torch.Tensor) -> torch.Tensor:
-    """A detector map (S, S) of `view` looked up where box-normalised points (..., 3) project -> (...)
-    (bilinear, the edge value beyond the detector; `camera` any size, the map's own is used)."""
-    where = detector_positions(camera.at_size(gain.shape[-1]), view, points.reshape(-1, 3))
+def map_at(gain: torch.Tensor, where: torch.Tensor, shape) -> torch.Tensor:
+    """A detector map (S, S) at detector positions `where` (P, 2) from `detector_positions` -> `shape` (P values;
+    bilinear, the edge value beyond the detector)."""
     looked = F.grid_sample(gain[None, None], where[None, None], mode="bilinear", padding_mode="border",
                            align_corners=True)
-    return looked.reshape(points.shape[:-1])
+    return looked.reshape(shape)
+
+
+def gain_at(gain: torch.Tensor, camera: DrrCamera, view: int, points: torch.Tensor) -> torch.Tensor:
+    """A detector map (S, S) of `view` looked up where box-normalised points (..., 3) project -> (...)
+    (`camera` any size, the map's own is used)."""
+    where = detector_positions(camera.at_size(gain.shape[-1]), view, points.reshape(-1, 3))
+    return map_at(gain, where, points.shape[:-1])
 
 
 def modulation(state: AtlasState, camera: DrrCamera, points: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
