@@ -55,7 +55,8 @@ from .volume import Volume, check_volume, to_sitk
 
 DEFAULT_CT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ct" / "chest_ct.nii.gz"
 # Projectors timed alone: name -> (peer package or None, what runs)
-PROJECTORS = {"ours fast": None, "ours exact": None, "DiffDRR Siddon": "diffdrr",
+TORCH_ENGINE = "ours fast, torch engine"
+PROJECTORS = {"ours fast": None, TORCH_ENGINE: None, "ours exact": None, "DiffDRR Siddon": "diffdrr",
               **{f"nanodrr {n} samples": "nanodrr" for n in NANODRR_SAMPLES}}
 COLUMNS = ["part", "tool", "device", "seconds", "per_case_seconds", "ratio_vs_plastimatch",
            "worst_view_ncc", "worst_view_rel_rms", "peak_memory_gb", "note"]
@@ -196,8 +197,9 @@ def whole_commands(ct: Path, volume: Volume, geometry: Geometry, work: Path, arg
 def _projector_child(tool: str, case: Path, device: str, repeats: int, args) -> Row:
     """Run one projector in a fresh process (`--run-projector`); its seconds, peak and DRRs."""
     command = [sys.executable, "-m", "drr.bench_speed", "--run-projector", tool, "--case", str(case),
-               "--device", device, "--repeats", str(repeats), "--group", str(args.group),
-               "--table-dtype", args.table_dtype]
+               "--device", device, "--repeats", str(repeats), "--table-dtype", args.table_dtype]
+    if args.group is not None:
+        command += ["--group", str(args.group)]
     _, peak = run_measured(command)
     result = json.loads((case / f"{_slug(tool, device)}.json").read_text())
     return Row("projector alone", tool, device, seconds=result["seconds"], peak_memory_gb=peak,
@@ -223,11 +225,13 @@ def run_projector(tool: str, case: Path, device: str, repeats: int, group: int, 
     geometry = Geometry(**{f.name: _tuple(json.loads((case / "geometry.json").read_text())[f.name])
                            for f in fields(Geometry)})
     cores = torch.get_num_threads()
-    if tool == "ours fast" and device == "cpu":
+    if tool in ("ours fast", TORCH_ENGINE) and device == "cpu":
         torch.set_num_threads(1)  # as drr-generate sets it once: views on threads, single-threaded ops
         reuse_freed_memory()      # as drr-generate does (umed_common.malloc_tuning)
     runs = {"ours fast": lambda: project_fast(mu, affine, geometry, group=group, workers=cores,
                                               table_dtype=getattr(torch, table_dtype)),
+            TORCH_ENGINE: lambda: project_fast(mu, affine, geometry, group=group, workers=cores,
+                                               table_dtype=getattr(torch, table_dtype), engine="torch"),
             "ours exact": lambda: project(mu, affine, geometry, method="exact"),
             "DiffDRR Siddon": lambda: project_diffdrr(mu, affine, geometry)}
     runs.update({f"nanodrr {n} samples": (lambda n=n: project_nanodrr(mu, affine, geometry, n)) for n in NANODRR_SAMPLES})
@@ -281,7 +285,9 @@ def projectors_alone(volume: Volume, geometry: Geometry, work: Path, args) -> li
             if package is not None and not installed(package):
                 rows.append(Row("projector alone", tool, device, note="not installed (pip install umednerf[peers-bench])"))
                 continue
-            repeats = args.repeats if tool == "ours fast" else 1
+            if tool == TORCH_ENGINE and device != "cpu":
+                continue  # on a GPU "ours fast" is the torch engine
+            repeats = args.repeats if tool in ("ours fast", TORCH_ENGINE) else 1
             row = _projector_child(tool, case, device, repeats, args)
             row.worst_view_ncc, row.worst_view_rel_rms = scores(np.load(case / f"{_slug(tool, device)}.npy"), truth)
             rows.append(row)
@@ -333,13 +339,14 @@ def parse_args(argv):
     parser.add_argument("--quick", action="store_true", help="small synthetic CT, 8 views at 32x32, batch of 2")
     parser.add_argument("--batch", type=int, default=None, help="CTs in the batch (default 8; --quick 2)")
     parser.add_argument("--repeats", type=int, default=None, help="best of N for the fast runs (default 3; --quick 1)")
-    parser.add_argument("--projectors", nargs="+", default=["ours fast", "DiffDRR Siddon", *[
+    parser.add_argument("--projectors", nargs="+", default=["ours fast", TORCH_ENGINE, "DiffDRR Siddon", *[
         f"nanodrr {n} samples" for n in NANODRR_SAMPLES]], choices=list(PROJECTORS), metavar="NAME",
         help=f"projectors timed alone (of: {', '.join(PROJECTORS)})")
     parser.add_argument("--no-whole", action="store_true", help="skip part 1 (whole commands)")
     parser.add_argument("--no-projectors", action="store_true", help="skip part 2 (projectors alone)")
     parser.add_argument("--truth-sub", type=int, default=1, help="analytic truth: sub x sub rays per pixel")
-    parser.add_argument("--group", type=int, default=DEFAULT_GROUP, help="ours fast: voxel slabs per knot")
+    parser.add_argument("--group", type=int, default=None,
+                        help=f"ours fast: voxel slabs per knot (default per engine: {DEFAULT_GROUP})")
     parser.add_argument("--table-dtype", choices=["float16", "float32"],
                         default=str(DEFAULT_TABLE_DTYPE).removeprefix("torch."),
                         help="ours fast: storage of the slice-difference rows")

@@ -28,6 +28,11 @@ proportion (group 1 is exact up to the first point). Measured against
 Plastimatch exact and against an analytic phantom by `python -m drr.bench_speed`;
 tests/drr/test_fast_projector.py checks it against our Siddon.
 
+Two engines run these steps: 'torch' (batched tensor ops, any device) and 'compiled' (the CPU
+default: drr.fast_kernel, one column at a time in cache). At the same group they agree to float
+rounding on float32 rows; on float16 rows the torch engine also rounds each knot's sum to float16
+(relative RMS difference < 2e-4, tests/drr/test_fast_projector.py).
+
 Needs the voxel axes along the world axes (any order and sign: the volume is
 transposed/flipped exactly, by drr.orientation.axis_aligned_view); an oblique
 volume must be resampled first (drr.orientation.align_to_axes).
@@ -47,11 +52,15 @@ from . import host_memory
 from .geometry import Geometry, view_frames
 from .orientation import axis_aligned_view
 
-# Slabs per knot. On the chest CT (72 views) against Plastimatch exact, worst view:
-# group 1 NCC 0.9999983, 2: 0.9999975, 3: 0.9999951, 4: 0.9999907, 8: 0.999956. Against the
+# Slabs per knot, per engine. Torch: on the chest CT (72 views) against Plastimatch exact, worst
+# view: group 1 NCC 0.9999983, 2: 0.9999975, 3: 0.9999951, 4: 0.9999907, 8: 0.999956. Against the
 # analytic phantom group 4 is still more accurate than Plastimatch exact (worst-view rel RMS
 # 0.857 % vs 0.876 %), and 0.87 s against 1.05 s for group 2 (python -m drr.bench_speed --group N).
-DEFAULT_GROUP = 4
+# Compiled (drr.fast_kernel), chest CT, 72 views, 2 threads, against Plastimatch exact: group 1
+# 0.43 s (NCC 0.9999983), 2: 0.28 s (0.9999975), 4: 0.24 s (0.9999907); the torch engine at group 4
+# took 0.62 s in the same run (development machine, nothing else running).
+DEFAULT_GROUP = {"torch": 4, "compiled": 2}
+ENGINES = ("auto", "compiled", "torch")
 # The slice-difference rows that every view reads are stored in half precision: half the
 # memory traffic, and the sums over knots are float32. Worst-view NCC against Plastimatch
 # exact 0.9999975 in float16 as in float32 (group 2); bfloat16 loses a digit (rel RMS x2).
@@ -87,22 +96,27 @@ def _factors(downsample) -> tuple[int, int, int]:
 
 
 def project_fast(mu_zyx: torch.Tensor, index_to_world, geometry: Geometry, *, view_indices=None,
-                 downsample="auto", group: int = DEFAULT_GROUP, table_dtype: torch.dtype = DEFAULT_TABLE_DTYPE,
-                 workers: int = 1, progress=None) -> torch.Tensor:
+                 downsample="auto", group: int | None = None, table_dtype: torch.dtype = DEFAULT_TABLE_DTYPE,
+                 workers: int = 1, progress=None, engine: str = "auto") -> torch.Tensor:
     """(Z, Y, X) mu per mm -> (V, H, W) float32 line integrals.
 
     index_to_world (4, 4): its direction must be a signed permutation (voxel axes along
     the world axes, any order and sign); ValueError otherwise.
 
     downsample: 'auto' (none), an int, or (fx, fy, fz) box-averaging factors.
-    group: voxel slabs summed per knot of the horizontal pass (1 = exact Siddon).
+    group: voxel slabs summed per knot of the horizontal pass (1 = exact Siddon); None: the
+    engine's default (DEFAULT_GROUP).
     table_dtype: storage of the slice-difference rows (float16 default, or float32).
     workers: CPU threads that project batches of views side by side (see _run_batches).
+    engine: 'compiled' (drr.fast_kernel, CPU only), 'torch' (any device), or 'auto':
+    compiled on the CPU, torch elsewhere.
     """
     # Any order and sign of the voxel axes: the same voxels, transposed/flipped (no copy
     # when already LPS). An oblique affine raises: resample it first (orientation.align_to_axes).
     mu_zyx, affine = axis_aligned_view(mu_zyx, index_to_world)
     spacing = np.diag(affine)[:3]
+    engine = _engine(engine, mu_zyx.device)
+    group = DEFAULT_GROUP[engine] if group is None else group
     if group < 1:
         raise ValueError(f"group must be >= 1, got {group}")
     mu, origin, spacing = box_average(mu_zyx.float(), _factors(downsample), affine[:3, 3], spacing)
@@ -117,6 +131,8 @@ def project_fast(mu_zyx: torch.Tensor, index_to_world, geometry: Geometry, *, vi
 
     batches = _view_batches(count, workers)
 
+    rows = _kernel_rows(steps) if engine == "compiled" else None
+
     def one_batch(views: list[int]) -> None:
         source = rays["source"][views]  # (B, 3)
         toward = rays["cols"][views] - source[:, None, :2]  # (B, W, 2) horizontal direction, index units
@@ -127,12 +143,42 @@ def project_fast(mu_zyx: torch.Tensor, index_to_world, geometry: Geometry, *, vi
             check_stop()
             view_at, col_at = torch.nonzero(march_y if march else ~march_y, as_tuple=True)
             if view_at.numel():
-                out[torch.as_tensor(views, device=out.device)[view_at], :, col_at] = _project_columns(
-                    steps, grid_yx, source[view_at], toward[view_at, col_at], rays["rows_z"], march,
-                    np.asarray(spacing), group).t()
+                out[torch.as_tensor(views, device=out.device)[view_at], :, col_at] = _column_pass(
+                    engine, steps, rows, grid_yx, source[view_at], toward[view_at, col_at], rays["rows_z"],
+                    march, np.asarray(spacing), group).t()
 
     _run_batches(one_batch, batches, workers, progress)
     return out
+
+
+def _engine(engine: str, device: torch.device) -> str:
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "auto":
+        return "compiled" if device.type == "cpu" else "torch"
+    if engine == "compiled" and device.type != "cpu":
+        raise ValueError(f"the compiled engine runs on the CPU; the volume is on {device}")
+    return engine
+
+
+def _kernel_rows(steps: torch.Tensor) -> np.ndarray:
+    """The slice-difference rows as drr.fast_kernel reads them: float16 as its bits (numba has no float16)."""
+    rows = steps.numpy()
+    return rows.view(np.uint16) if rows.dtype == np.float16 else rows
+
+
+def _column_pass(engine: str, steps, rows, grid_yx, source, toward, rows_z, march: int, spacing,
+                 group: int) -> torch.Tensor:
+    """Line integrals (H, C) of one march direction of one batch of views (see _project_columns);
+    `rows` is _kernel_rows(steps) for the compiled engine."""
+    if engine == "torch":
+        return _project_columns(steps, grid_yx, source, toward, rows_z, march, spacing, group)
+    from .fast_kernel import project_columns  # numba's import is paid by the compiled engine only
+
+    out = np.empty((source.shape[0], rows_z.shape[0]), dtype=np.float32)
+    project_columns(rows, grid_yx[0], grid_yx[1], source.contiguous().numpy(), toward.contiguous().numpy(),
+                    rows_z.contiguous().numpy(), march, np.asarray(spacing, dtype=np.float64), group, out)
+    return torch.from_numpy(out).t()
 
 
 # Views per batch: the columns of several views share one set of tensor ops (fewer, larger

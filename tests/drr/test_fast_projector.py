@@ -39,21 +39,40 @@ def small_case():
     return mu, affine, geometry, project(mu, affine, geometry, method="exact")
 
 
-def test_group_one_is_siddon(small_case):
+ENGINES = ["compiled", "torch"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_group_one_is_siddon(small_case, engine):
     mu, affine, geometry, siddon = small_case
-    fast = project_fast(mu, affine, geometry, group=1, table_dtype=torch.float32)
+    fast = project_fast(mu, affine, geometry, group=1, table_dtype=torch.float32, engine=engine)
     assert rel_rms(fast, siddon) < 5e-4
     assert float((fast - siddon).abs().max()) < 0.01 * float(siddon.max())
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("group, tolerance", [(2, 2e-3), (4, 4e-3)])
-def test_grouped_knots_stay_close_to_siddon(small_case, group, tolerance):
+def test_grouped_knots_stay_close_to_siddon(small_case, group, tolerance, engine):
     mu, affine, geometry, siddon = small_case
-    assert rel_rms(project_fast(mu, affine, geometry, group=group, table_dtype=torch.float32), siddon) < tolerance
+    fast = project_fast(mu, affine, geometry, group=group, table_dtype=torch.float32, engine=engine)
+    assert rel_rms(fast, siddon) < tolerance
 
 
+@pytest.mark.parametrize("group", [1, 3])
+def test_engines_agree(small_case, group):
+    """The compiled kernel (drr.fast_kernel) and the torch engine compute the same sums; float16 rows
+    differ only by the torch engine rounding each knot's sum to float16."""
+    mu, affine, geometry, siddon = small_case
+    runs = {(engine, dtype): project_fast(mu, affine, geometry, group=group, table_dtype=dtype, engine=engine)
+            for engine in ENGINES for dtype in (torch.float32, torch.float16)}
+    assert rel_rms(runs["compiled", torch.float32], runs["torch", torch.float32]) < 2e-6
+    assert rel_rms(runs["compiled", torch.float16], runs["torch", torch.float16]) < 2e-4
+    assert rel_rms(runs["compiled", torch.float16], siddon) <= rel_rms(runs["torch", torch.float16], siddon) + 1e-6
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("profile", ["z", "x", "y"])
-def test_one_axis_profiles(profile):
+def test_one_axis_profiles(profile, engine):
     """A volume varying along one axis only isolates the slice-crossing or the two-tap pass."""
     rng = np.random.default_rng(1)
     shape = (30, 40, 44)
@@ -63,44 +82,48 @@ def test_one_axis_profiles(profile):
         values.reshape([-1 if a == axis else 1 for a in range(3)]), shape)))
     affine, geometry = small_affine(shape), steep_geometry(views=4)
     siddon = project(mu, affine, geometry, method="exact")
-    assert rel_rms(project_fast(mu, affine, geometry, group=1, table_dtype=torch.float32), siddon) < 6e-4
+    assert rel_rms(project_fast(mu, affine, geometry, group=1, table_dtype=torch.float32, engine=engine), siddon) < 6e-4
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("group", [1, 4])
-def test_half_precision_rows_cost_little(small_case, group):
+def test_half_precision_rows_cost_little(small_case, group, engine):
     """The default float16 storage of the slice differences against float32, same knots."""
     mu, affine, geometry, siddon = small_case
-    half = project_fast(mu, affine, geometry, group=group)
-    full = project_fast(mu, affine, geometry, group=group, table_dtype=torch.float32)
+    half = project_fast(mu, affine, geometry, group=group, engine=engine)
+    full = project_fast(mu, affine, geometry, group=group, table_dtype=torch.float32, engine=engine)
     assert 0 < rel_rms(half, full) < 5e-4
     assert rel_rms(half, siddon) < 1.1 * rel_rms(full, siddon) + 5e-4
 
 
-def test_views_on_threads_equal_views_in_turn(small_case):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_views_on_threads_equal_views_in_turn(small_case, engine):
     mu, affine, geometry, _ = small_case
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)  # as drr-generate runs it (drr.cli.threads_for)
-        parallel = project_fast(mu, affine, geometry, workers=2)
+        parallel = project_fast(mu, affine, geometry, workers=2, engine=engine)
         assert torch.get_num_threads() == 1  # the projector never changes the process-wide setting
-        serial = project_fast(mu, affine, geometry, workers=1)
+        serial = project_fast(mu, affine, geometry, workers=1, engine=engine)
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(parallel, serial)
 
 
-def test_rays_missing_the_volume_are_zero():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_rays_missing_the_volume_are_zero(engine):
     mu = torch.ones((6, 8, 8))
     geometry = Geometry(isocenter_mm=(0.0, 0.0, 0.0), detector_rows=9, detector_cols=9, detector_height_mm=300.0,
                         detector_width_mm=300.0, views=3, angle_step_deg=30.0)
     affine = small_affine(mu.shape)
     siddon = project(mu, affine, geometry, method="exact")
-    fast = project_fast(mu, affine, geometry)
+    fast = project_fast(mu, affine, geometry, engine=engine)
     assert torch.equal(fast == 0, siddon == 0)
     assert rel_rms(fast, siddon) < 0.01
 
 
-def test_as_close_to_analytic_truth_as_siddon():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_as_close_to_analytic_truth_as_siddon(engine):
     """Ellipsoids voxelised with partial volume: the fast error is Siddon's, not more."""
     blobs = (Blob((0.0, 0.0, 0.0), (20.0, 15.0, 18.0), 0.02), Blob((5.0, -3.0, 4.0), (6.0, 4.0, 5.0), 0.02, 30.0))
     shape = (20, 48, 52)
@@ -109,7 +132,7 @@ def test_as_close_to_analytic_truth_as_siddon():
                         detector_width_mm=110.0, views=4, start_angle_deg=3.0, angle_step_deg=41.0)
     truth = torch.from_numpy(analytic_drr(blobs, geometry))
     siddon = project(mu, small_affine(shape), geometry, method="exact")
-    fast = project_fast(mu, small_affine(shape), geometry)
+    fast = project_fast(mu, small_affine(shape), geometry, engine=engine)
     assert rel_rms(siddon, truth) < 0.1  # the voxelisation of 2.5 mm slices itself
     assert rel_rms(fast, truth) < 1.05 * rel_rms(siddon, truth)
 
@@ -127,6 +150,8 @@ def test_options_and_errors(small_case):
         project_fast(mu, oblique, geometry)
     with pytest.raises(ValueError, match="group"):
         project_fast(mu, affine, geometry, group=0)
+    with pytest.raises(ValueError, match="engine"):
+        project_fast(mu, affine, geometry, engine="numba")
 
 
 @pytest.mark.slow
@@ -139,5 +164,6 @@ def test_real_chest_ct_matches_plastimatch_exact(chest_volume):
     theirs, _ = run_plastimatch(chest_volume, geometry, "exact")
     aligned = axis_aligned(chest_volume)
     mu = torch.from_numpy(hu_to_attenuation(aligned.hu))
-    ncc, rel = scores(project_fast(mu, aligned.index_to_world(), geometry).numpy(), theirs)
-    assert ncc >= 0.99999 and rel <= 0.002, (ncc, rel)
+    for engine in ENGINES:
+        ncc, rel = scores(project_fast(mu, aligned.index_to_world(), geometry, engine=engine).numpy(), theirs)
+        assert ncc >= 0.99999 and rel <= 0.002, (engine, ncc, rel)

@@ -33,7 +33,7 @@ def count_projections(monkeypatch, interrupt_at=None, send_signal=True):
     """Count the fast projector's column passes, and those begun after the stop request. At call
     `interrupt_at` send SIGINT to this process and wait until the main thread has handled it
     (Ctrl-C arriving mid-case), or (send_signal False) only ask for the stop as the handler does."""
-    real = drr.fast_projector._project_columns
+    real = drr.fast_projector._column_pass
     calls = {"total": 0, "after_signal": 0}
 
     def counted(*args, **kwargs):
@@ -49,7 +49,7 @@ def count_projections(monkeypatch, interrupt_at=None, send_signal=True):
                 time.sleep(0.01)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(drr.fast_projector, "_project_columns", counted)
+    monkeypatch.setattr(drr.fast_projector, "_column_pass", counted)
     return calls
 
 
