@@ -164,13 +164,8 @@ def fit_gain(ray_values: torch.Tensor, step_mm: float, target: torch.Tensor, phy
         row = _row("gain", iteration, loss, loss_r, loss_mse, weighting, prediction, target_u8)
         if row["psnr"] > best_psnr:  # keep the step that rendered the input best
             best, best_psnr = raw.detach().clone(), row["psnr"]
-        if rows is not None:
-            rows.append(row)
-        if psnr_target is not None and row["psnr"] >= psnr_target:
+        if _log_then_step(row, rows, psnr_target, optimiser, loss):
             break
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
     return bounded_gain(best if steps else raw.detach(), phys.max_gain), depth_norm
 
 
@@ -206,14 +201,22 @@ def fit_two_gains(volume: torch.Tensor, camera: DrrCamera, view: int, far_view: 
         loss, loss_r, loss_mse = weighted_loss(prediction, target, weighting, perceptual)
         total = loss + phys.mirror_view_weight * F.mse_loss(far_prediction * 2 - 1, mirrored * 2 - 1)
         row = _row("gain", iteration, loss, loss_r, loss_mse, weighting, prediction, target_u8)
-        if rows is not None:
-            rows.append(row)
-        if psnr_target is not None and row["psnr"] >= psnr_target:
+        if _log_then_step(row, rows, psnr_target, optimiser, total):
             break
-        optimiser.zero_grad(set_to_none=True)
-        total.backward()
-        optimiser.step()
     return bounded_gain(raw.detach(), phys.max_gain), bounded_gain(raw_far.detach(), phys.max_gain)
+
+
+def _log_then_step(row: dict, rows: list | None, psnr_target: float | None, optimiser, objective) -> bool:
+    """One gain-tuning step's end: log the row, then stop (True) if its input view reached psnr_target
+    (upstream's 25 dB protocol), else take the optimiser step on `objective`."""
+    if rows is not None:
+        rows.append(row)
+    if psnr_target is not None and row["psnr"] >= psnr_target:
+        return True
+    optimiser.zero_grad(set_to_none=True)
+    objective.backward()
+    optimiser.step()
+    return False
 
 
 def map_at(gain: torch.Tensor, where: torch.Tensor, shape) -> torch.Tensor:
