@@ -1,6 +1,7 @@
 """Figures: per-view PSNR over the 72 angles, bar charts, contact sheets of renders vs truth."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -68,6 +69,13 @@ def generative_bars(summary: pd.DataFrame, dataset: str, path: Path) -> None:
     _save(figure, path)
 
 
+def _row_label(label: str, width: int = 18) -> str:
+    """A row's label in lines of at most `width` characters, broken after "baseline:": a line longer than the
+    row is tall runs into the next row's label."""
+    head, colon, rest = label.rpartition(": ")
+    return head + colon.rstrip() + "\n" + textwrap.fill(rest, width) if colon else textwrap.fill(label, width)
+
+
 def contact_sheet(truth: np.ndarray, present: np.ndarray, renders: dict[str, np.ndarray], input_view: int,
                   title: str, path: Path) -> None:
     """Rows: ground truth then each method; columns: the input view and every 45 degrees after it."""
@@ -83,7 +91,7 @@ def contact_sheet(truth: np.ndarray, present: np.ndarray, renders: dict[str, np.
             if r == 0:
                 axis.set_title(f"{view * DEGREES_PER_VIEW} deg" + (" (input)" if c == 0 else ""), fontsize=7)
             if c == 0:
-                axis.set_ylabel(label.replace(": ", ":\n"), fontsize=7)
+                axis.set_ylabel(_row_label(label), fontsize=7)
     figure.suptitle(title, fontsize=9)
     _save(figure, path)
 

@@ -99,3 +99,13 @@ def test_tables_1_and_3_quick_end_to_end(knee_dir, tiny_checkpoint, tmp_path):
     assert len(table1[(table1.method == "UMedNeRF") & (table1.metric == "psnr")]) == N_VIEWS
     history = pd.read_csv(tmp_path / "table1" / "finetune_history" / "table1_knee_UMedNeRF_04_v00.csv")
     assert {"sigma_1", "sigma_2", "psnr"} <= set(history.columns)
+
+
+def test_contact_sheet_row_labels_fit_their_row():
+    from benchmark.plots import _row_label
+    from benchmark.single_view import BASELINE_MIRROR
+
+    label = _row_label(BASELINE_MIRROR)
+    assert label.startswith("baseline:\n") and label.replace("\n", " ") == BASELINE_MIRROR
+    assert max(len(line) for line in label.splitlines()) <= 18
+    assert _row_label("ground truth") == "ground truth"
