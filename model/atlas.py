@@ -99,7 +99,34 @@ def warp_volumes(volumes: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
 
 def blend(volumes: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """(n, D, H, W) x (n,) -> (D, H, W): a convex combination (softmax weights) of atlas volumes."""
-    return (torch.softmax(logits, dim=0)[:, None, None, None] * volumes).sum(dim=0)
+    return combine(volumes, torch.softmax(logits, dim=0))
+
+
+def combine(volumes: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """(n, D, H, W) x (n,) member weights -> (D, H, W), clipped at 0: attenuation is non-negative, and the
+    weights of `shape_weights` may be negative (for convex weights the clip does nothing)."""
+    return torch.relu((weights[:, None, None, None] * volumes).sum(dim=0))
+
+
+def population_modes(volumes: torch.Tensor) -> torch.Tensor:
+    """(n, D, H, W) -> (n, k), k <= n - 1: the atlas's principal components, written as member weights.
+
+    PCA through the n x n Gram matrix of the centred members (the volumes are far larger than n). Only the
+    components with variance are kept: the centring's null direction (all ones) is never one of them, and nor
+    are repeats (a member symmetric left-right equals its mirror). Columns are scaled by 1 / sqrt(n - 1), so
+    that in `shape_weights` a coefficient of 1 is one standard deviation of the population along that component.
+    """
+    flat = volumes.flatten(1).double()
+    centred = flat - flat.mean(dim=0)
+    values, vectors = torch.linalg.eigh(centred @ centred.T)
+    kept = values > 1e-9 * values.max().clamp(min=1e-300)
+    return (vectors[:, kept] / math.sqrt(len(volumes) - 1)).to(volumes.dtype)
+
+
+def shape_weights(modes: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
+    """Member weights (n,) = 1/n + modes (n, k) @ coefficients (k,): the population mean plus the coefficients'
+    principal components (they sum to 1; a Gaussian prior on the coefficients is a statistical shape model)."""
+    return 1.0 / len(modes) + modes @ coefficients
 
 
 # A member's tissue: attenuation above this fraction of its 99th percentile (lungs, fat and muscle are above it,
@@ -107,16 +134,17 @@ def blend(volumes: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 TISSUE_FRACTION = 0.2
 
 
-def cut_to_outline(volumes: torch.Tensor, logits: torch.Tensor, blended: torch.Tensor, share: float) -> torch.Tensor:
-    """The blend (D, H, W) of `volumes` (n, D, H, W) with softmax(`logits`) (n,) set to air wherever members of
-    less than `share` of the weight have tissue there (`TISSUE_FRACTION`); share 0 keeps the blend.
+def cut_to_outline(volumes: torch.Tensor, weights: torch.Tensor, blended: torch.Tensor, share: float) -> torch.Tensor:
+    """The blend (D, H, W) of `volumes` (n, D, H, W) with member `weights` (n,) set to air wherever members of
+    less than `share` of the weight have tissue there (`TISSUE_FRACTION`); share 0 keeps the blend. The share
+    is of the positive weights (those of `shape_weights` can be negative).
 
     A blend's outline is the union of its members': the rim that only the widest few fill is a haze around the
     silhouette of every view the input does not fix, where the DRRs are air. Inside, the blend is untouched.
     """
     if share <= 0:
         return blended
-    weights = torch.softmax(logits, dim=0)
+    weights = weights.clamp(min=0) / weights.clamp(min=0).sum().clamp(min=1e-12)
     levels = TISSUE_FRACTION * robust_max(volumes)
     tissue = (volumes > levels[:, None, None, None]).to(volumes.dtype)
     covered = (weights[:, None, None, None] * tissue).sum(dim=0)

@@ -4,7 +4,9 @@ Latent first, then bounded tuning (the order of Pivotal Tuning Inversion, 2021),
 uncertainty-weighted losses (Eq. 5) or fixed weights (Table 3):
 
 1. latent: atlas blend weights and a similarity pose (no depth shift) so the blended volume's DRR at the input
-   view matches the X-ray, at fit_size pixels, with a prior pose_prior * |pose|^2;
+   view matches the X-ray, at fit_size pixels, with a prior pose_prior * |pose|^2; the weights are a softmax
+   (convex blend) or, with shape_prior > 0, the atlas mean plus its principal components under a Gaussian
+   prior shape_prior * |c|^2 (a statistical shape model);
 2. gain: a per-pixel gain g(u) in [1/max_gain, max_gain] at the input view's detector, applied to the volume
    along that view's rays: mu(x) = mu_A(x) g(u_K(x))^q(x). With q = 1 (gain_depth_power 1) the input view
    renders g * L_A exactly. A power p > 1 puts the change where the prior is dense along each input ray,
@@ -28,7 +30,7 @@ import torch.nn.functional as F
 
 from umed_common.images import minmax_to_uint8
 
-from .atlas import blend, bounded_gain, fit_scale, raw_from_gain, similarity_matrix, warp_volumes
+from .atlas import bounded_gain, combine, fit_scale, raw_from_gain, shape_weights, similarity_matrix, warp_volumes
 from .config import PhysicalConfig
 from .drr_camera import DrrCamera, detector_positions, line_integrals, ray_samples, samples_of, to_release_orientation
 from .fit_result import input_view_metrics
@@ -66,32 +68,42 @@ def _row(stage, iteration, loss, loss_r, loss_mse, weighting, prediction, target
 
 
 def fit_latent(atlas: torch.Tensor, target: torch.Tensor, camera: DrrCamera, view: int, phys: PhysicalConfig,
-               weighting, perceptual, steps: int, pose_prior: float, rows: list | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Blend logits (n,) and pose (4,) whose DRR at `view` matches target (h, w) in [0, 1] (projector
-    orientation, camera size). Returns (logits, pose, final data loss)."""
+               weighting, perceptual, steps: int, pose_prior: float, rows: list | None = None,
+               modes: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Member weights (n,) and pose (4,) whose DRR at `view` matches target (h, w) in [0, 1] (projector
+    orientation, camera size). Returns (weights, pose, final data loss).
+
+    Without `modes` the weights are softmax(logits), a convex blend. With `modes` (n, k) from
+    `atlas.population_modes` they are `shape_weights(modes, c)` with the prior phys.shape_prior * |c|^2: a
+    Gaussian over the population's principal components, which pulls toward the atlas mean instead of letting
+    the one view pick a member."""
     samples, step_mm = ray_samples(camera, [view], phys.samples)
-    logits = torch.zeros(len(atlas), requires_grad=True)
+    latent = torch.zeros(len(atlas) if modes is None else modes.shape[1], requires_grad=True)
+
+    def member_weights(values: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(values, 0) if modes is None else shape_weights(modes, values)
+
+    shape_prior = 0.0 if modes is None else phys.shape_prior
     pose = torch.zeros(4, requires_grad=True)
-    learned = [logits, pose, *weighting.parameters()]
+    learned = [latent, pose, *weighting.parameters()]
     optimiser = torch.optim.Adam(learned, lr=phys.fit_lr)
     angle = camera.geometry.start_angle_deg + view * camera.geometry.angle_step_deg
     target_u8 = minmax_to_uint8(target.numpy())
     data_loss = math.inf
     for iteration in range(1, steps + 1):
-        # blending and warping are both linear and the warp is shared, so blend first: one warp, not n
-        volume = warp_volumes(blend(atlas, logits)[None], similarity_matrix(pose, angle))[0]
+        # combining and warping are both linear and the warp is shared, so combine first: one warp, not n
+        volume = warp_volumes(combine(atlas, member_weights(latent))[None], similarity_matrix(pose, angle))[0]
         integrals = line_integrals(volume, samples, step_mm)
         prediction = (fit_scale(integrals, target[None]) * integrals)[0]
         loss, loss_r, loss_mse = weighted_loss(prediction, target, weighting, perceptual)
         data_loss = float(loss_mse.detach())
-        total = loss + pose_prior * (pose ** 2).sum()
+        total = loss + pose_prior * (pose ** 2).sum() + shape_prior * (latent ** 2).sum()
         optimiser.zero_grad(set_to_none=True)
         total.backward()
         optimiser.step()
         if rows is not None:
             rows.append(_row("latent", iteration, loss, loss_r, loss_mse, weighting, prediction, target_u8))
-    return logits.detach(), pose.detach(), data_loss
+    return member_weights(latent.detach()), pose.detach(), data_loss
 
 
 def initial_gain(prior_integrals: torch.Tensor, target: torch.Tensor, max_gain: float) -> torch.Tensor:

@@ -175,6 +175,11 @@ class PhysicalConfig:
     # left-right (the parallel-beam limit of a transmission image seen from behind), fitted by a second gain map
     # at that view's detector (model.atlas_fit.fit_two_gains); 0: off. Needs gain_depth_power 1
     mirror_view_weight: float = 0.0
+    # single-view fit: 0 blends the atlas with softmax weights; > 0 writes the blend as the atlas mean plus its
+    # principal components (model.atlas.population_modes) with this weight on |c|^2, c in standard deviations of
+    # the population: a statistical shape model, which pulls toward the mean instead of letting one view pick a
+    # member (whose depth the view cannot see)
+    shape_prior: float = 0.0
     # add each atlas volume's left-right mirror (a left knee is a mirrored right knee): twice the shapes, no cost
     mirror_atlas: bool = True
     calibrate: bool = True          # leave each training patient out to pick pose_prior (needs >= 2 patients)
@@ -365,6 +370,8 @@ def _validate_physical(phys: PhysicalConfig) -> None:
     for name in ("air_floor", "air_level", "outline_share"):
         if not (math.isfinite(getattr(phys, name)) and 0 <= getattr(phys, name) < 1):
             raise UserError(f"config physical.{name}: must be a fraction from 0 (off) to below 1")
+    if not (math.isfinite(phys.shape_prior) and phys.shape_prior >= 0):
+        raise UserError("config physical.shape_prior: must be a number >= 0 (0: the softmax blend)")
     if not (math.isfinite(phys.mirror_view_weight) and phys.mirror_view_weight >= 0):
         raise UserError("config physical.mirror_view_weight: must be a number >= 0 (0: off)")
     if phys.mirror_view_weight > 0 and phys.gain_depth_power != 1:

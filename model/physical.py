@@ -24,11 +24,12 @@ from umed_common.images import read_gray
 from umed_common.measures import psnr
 from umed_common.protocol import N_VIEWS, VIEW_STEP_DEG, copy_views
 
-from .atlas import blend, clear_air, cut_to_outline, reconstruct_volume, similarity_matrix, warp_volumes
+from .atlas import (clear_air, combine, cut_to_outline, population_modes, reconstruct_volume, similarity_matrix,
+                    warp_volumes)
 from .atlas_fit import (AtlasState, carve_air, fit_gain, fit_latent, fit_two_gains, history_frame, modulation,
                         render_integrals, views_uint8)
 from .checkpoint import check_identity, read_checkpoint, resolve_run, save_checkpoint
-from .config import ModelConfig, parse_loss_weights
+from .config import ModelConfig, PhysicalConfig, parse_loss_weights
 from .data import discover_drr_images, select_patients, to_model_range
 from .distributed import DistContext, finish_distributed, init_distributed
 from .drr_camera import DrrCamera, camera_from_preset, line_integrals, ray_samples, samples_of, to_release_orientation
@@ -99,6 +100,11 @@ def _reconstruct_all(cfg, patients: dict, ctx: DistContext, seed: int, progress:
     return dict(sorted(mine.items()))
 
 
+def shape_modes(atlas: torch.Tensor, phys: PhysicalConfig) -> torch.Tensor | None:
+    """The atlas's principal components for the latent fit's shape prior; None: the softmax blend."""
+    return population_modes(atlas) if phys.shape_prior > 0 else None
+
+
 def fit_single_view(atlas: torch.Tensor, target: torch.Tensor, view: int, cfg: ModelConfig, weights, perceptual,
                     pose_prior: float, rows: list | None = None, psnr_target: float | None = None) -> AtlasState:
     """Latent then bounded gain for one X-ray (target (S, S) in [0, 1], projector orientation, S = image size)."""
@@ -107,26 +113,26 @@ def fit_single_view(atlas: torch.Tensor, target: torch.Tensor, view: int, cfg: M
         atlas = torch.cat([atlas, atlas.flip(-1)])
     weighting = build_weighting(weights, cfg.finetune.uncertainty_form)
     small = torch.nn.functional.interpolate(target[None, None], size=(phys.fit_size,) * 2, mode="area")[0, 0]
-    logits, pose, _ = fit_latent(atlas, small, camera_for(cfg, phys.fit_size), view, phys, weighting, perceptual,
-                                 phys.fit_steps, pose_prior, rows)
+    members, pose, _ = fit_latent(atlas, small, camera_for(cfg, phys.fit_size), view, phys, weighting, perceptual,
+                                  phys.fit_steps, pose_prior, rows, shape_modes(atlas, phys))
     camera = camera_for(cfg, target.shape[-1])
     angle = camera.geometry.start_angle_deg + view * camera.geometry.angle_step_deg
     if phys.outline_share > 0:  # each member posed: the outline needs them one by one
-        members = warp_volumes(atlas, similarity_matrix(pose, angle))
-        volume = cut_to_outline(members, logits, blend(members, logits), phys.outline_share)
+        posed = warp_volumes(atlas, similarity_matrix(pose, angle))
+        volume = cut_to_outline(posed, members, combine(posed, members), phys.outline_share)
     else:
-        volume = warp_volumes(blend(atlas, logits)[None], similarity_matrix(pose, angle))[0]
+        volume = warp_volumes(combine(atlas, members)[None], similarity_matrix(pose, angle))[0]
     if phys.mirror_view_weight > 0:
         far_view = (view + N_VIEWS // 2) % N_VIEWS
         gain, far_gain = fit_two_gains(volume, camera, view, far_view, target, phys, weighting, perceptual,
                                        phys.gain_steps, rows, psnr_target)
-        return AtlasState(volume, carve_air(gain, target, phys.air_level), view, torch.softmax(logits, 0), pose,
+        return AtlasState(volume, carve_air(gain, target, phys.air_level), view, members, pose,
                           far_gain=far_gain, far_view=far_view)
     samples, step_mm = ray_samples(camera, [view], phys.render_samples)
     gain, depth_norm = fit_gain(samples_of(volume, samples)[0], step_mm, target, phys, weighting, perceptual,
                                 phys.gain_steps, rows, psnr_target)
     gain = carve_air(gain, target, phys.air_level)
-    return AtlasState(volume, gain, view, torch.softmax(logits, 0), pose, phys.gain_depth_power, depth_norm)
+    return AtlasState(volume, gain, view, members, pose, phys.gain_depth_power, depth_norm)
 
 
 def _novel_view_psnr(rendered: np.ndarray, truth_u8: np.ndarray, present: torch.Tensor, input_view: int) -> float:
@@ -241,11 +247,12 @@ def search_input_view(atlas: torch.Tensor, target: torch.Tensor, cfg: ModelConfi
     size = max(phys.fit_size // 2, 8)
     small = torch.nn.functional.interpolate(target[None, None], size=(size, size), mode="area")[0, 0]
     camera = camera_for(cfg, size)
+    modes = shape_modes(atlas, phys)
     losses = {}
     for view in range(0, N_VIEWS, step_views):
         weighting = build_weighting((0.0, 1.0), cfg.finetune.uncertainty_form)
         losses[view] = fit_latent(atlas, small, camera, view, phys, weighting, perceptual,
-                                  max(phys.fit_steps // 3, 1), phys.pose_prior)[2]
+                                  max(phys.fit_steps // 3, 1), phys.pose_prior, modes=modes)[2]
     return min(losses, key=losses.get)
 
 

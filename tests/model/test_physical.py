@@ -263,12 +263,15 @@ def test_cut_to_outline_by_hand():
     members[0, 0, 0] = torch.tensor([1.0, 1.0, 1.0, 0.0])    # widest member
     members[1, 0, 0] = torch.tensor([1.0, 1.0, 0.0, 0.0])
     members[2, 0, 0] = torch.tensor([1.0, 0.1, 0.0, 0.0])    # 0.1 < 0.2 * its 99th percentile: not tissue
-    logits = torch.log(torch.tensor([0.25, 0.25, 0.5]))
-    blended = (torch.softmax(logits, 0)[:, None, None, None] * members).sum(0)
+    weights = torch.tensor([0.25, 0.25, 0.5])
+    blended = (weights[:, None, None, None] * members).sum(0)
     # tissue share per voxel: 1, 0.5, 0.25, 0
-    assert cut_to_outline(members, logits, blended, 0.3)[0, 0].tolist() == pytest.approx([1.0, 0.55, 0.0, 0.0])
-    assert cut_to_outline(members, logits, blended, 0.2)[0, 0].tolist() == pytest.approx([1.0, 0.55, 0.25, 0.0])
-    assert torch.equal(cut_to_outline(members, logits, blended, 0.0), blended)
+    assert cut_to_outline(members, weights, blended, 0.3)[0, 0].tolist() == pytest.approx([1.0, 0.55, 0.0, 0.0])
+    assert cut_to_outline(members, weights, blended, 0.2)[0, 0].tolist() == pytest.approx([1.0, 0.55, 0.25, 0.0])
+    assert torch.equal(cut_to_outline(members, weights, blended, 0.0), blended)
+    # negative weights (a shape model's) count for nothing: the share is of the positive ones, 0.25 / 0.5 each
+    signed = torch.tensor([0.25, 0.25, -0.5])
+    assert cut_to_outline(members, signed, blended, 0.6)[0, 0].tolist() == pytest.approx([1.0, 0.55, 0.0, 0.0])
 
 
 def test_outlined_fit_reaches_the_input_view_with_air_outside_the_members():
@@ -407,3 +410,59 @@ def test_geometry_json_from_drr_generate_sets_the_camera(tmp_path):
          "detector_height_mm": 310.0}))
     with pytest.raises(UserError, match="disagree"):
         geometry_from_data(config_from_dict(tiny_config()), tmp_path)
+
+
+def test_population_modes_by_hand_for_two_members():
+    """Two members: one component, along x1 - x2, of standard deviation |x1 - x2| / sqrt(2); c = 1 moves the
+    mean by one standard deviation, so the volume is m +- (x1 - x2) / sqrt(2) (an eigenvector's sign is free)."""
+    from model.atlas import combine, population_modes, shape_weights
+    members = torch.zeros(2, 1, 1, 3)
+    members[0, 0, 0] = torch.tensor([4.0, 2.0, 0.0])
+    members[1, 0, 0] = torch.tensor([2.0, 2.0, 2.0])
+    modes = population_modes(members)
+    assert modes.shape == (2, 1)
+    mean = members.mean(0)
+    assert torch.allclose(combine(members, shape_weights(modes, torch.zeros(1))), mean)
+    step = (members[0] - members[1]) / 2 ** 0.5
+    moved = combine(members, shape_weights(modes, torch.ones(1)))
+    assert torch.allclose(moved, torch.relu(mean + step)) or torch.allclose(moved, torch.relu(mean - step))
+    # a repeated member adds no component
+    assert population_modes(torch.cat([members, members[:1]])).shape == (3, 1)
+
+
+def test_shape_weights_sum_to_one_and_span_the_centred_members():
+    from model.atlas import population_modes, shape_weights
+    members = torch.rand(5, 2, 3, 4, generator=torch.Generator().manual_seed(3))
+    modes = population_modes(members)
+    assert modes.shape == (5, 4)
+    assert torch.allclose(modes.sum(0), torch.zeros(4), atol=1e-5)   # orthogonal to the centring's null direction
+    coefficients = torch.randn(4, generator=torch.Generator().manual_seed(4))
+    assert float(shape_weights(modes, coefficients).sum()) == pytest.approx(1.0, abs=1e-5)
+    # unit coefficients are standard deviations: the population's total variance is the sum of the modes' variances
+    centred = members.flatten(1) - members.flatten(1).mean(0)
+    spread = [float(((modes[:, k] @ centred) ** 2).sum()) for k in range(4)]
+    assert sum(spread) == pytest.approx(float((centred ** 2).sum()) / 4, rel=1e-4)
+
+
+def test_combine_clips_negative_attenuation():
+    from model.atlas import combine
+    members = torch.tensor([[[[1.0, 0.0]]], [[[0.0, 1.0]]]])
+    assert combine(members, torch.tensor([1.5, -0.5]))[0, 0].tolist() == [1.5, 0.0]
+
+
+def test_shape_prior_pulls_the_latent_fit_to_the_atlas_mean():
+    """The stronger the prior, the closer the weights stay to the mean (1/n each); they always sum to 1."""
+    atlas, target, _ = two_blob_fit_case()
+    spread = {}
+    for shape_prior in (1e-4, 1.0, 100.0):
+        cfg = config_from_dict(tiny_config(shape_prior=shape_prior, fit_lr=0.1))
+        state = fit_single_view(atlas, target, 9, cfg, None, build_perceptual("ssim"), 0.01)
+        assert float(state.weights.sum()) == pytest.approx(1.0, abs=1e-5) and state.volume.min() >= 0
+        spread[shape_prior] = float((state.weights - 0.25).abs().max())
+    assert spread[1e-4] > 0.1 > spread[1.0] > spread[100.0] and spread[100.0] < 0.02
+
+
+def test_shape_prior_must_be_non_negative():
+    from umed_common.errors import UserError
+    with pytest.raises(UserError, match="shape_prior"):
+        config_from_dict(tiny_config(shape_prior=-1.0))
