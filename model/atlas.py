@@ -97,11 +97,6 @@ def warp_volumes(volumes: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(volumes[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[:, 0]
 
 
-def blend(volumes: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """(n, D, H, W) x (n,) -> (D, H, W): a convex combination (softmax weights) of atlas volumes."""
-    return combine(volumes, torch.softmax(logits, dim=0))
-
-
 def combine(volumes: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """(n, D, H, W) x (n,) member weights -> (D, H, W), clipped at 0: attenuation is non-negative, and the
     weights of `shape_weights` may be negative (for convex weights the clip does nothing)."""

@@ -30,7 +30,8 @@ import torch.nn.functional as F
 
 from umed_common.images import minmax_to_uint8
 
-from .atlas import bounded_gain, combine, fit_scale, raw_from_gain, shape_weights, similarity_matrix, warp_volumes
+from .atlas import (bounded_gain, combine, fit_scale, population_modes, raw_from_gain, shape_weights, similarity_matrix,
+                    warp_volumes)
 from .config import PhysicalConfig
 from .drr_camera import DrrCamera, detector_positions, line_integrals, ray_samples, samples_of, to_release_orientation
 from .fit_result import input_view_metrics
@@ -68,22 +69,22 @@ def _row(stage, iteration, loss, loss_r, loss_mse, weighting, prediction, target
 
 
 def fit_latent(atlas: torch.Tensor, target: torch.Tensor, camera: DrrCamera, view: int, phys: PhysicalConfig,
-               weighting, perceptual, steps: int, pose_prior: float, rows: list | None = None,
-               modes: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, float]:
+               weighting, perceptual, steps: int, pose_prior: float, rows: list | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Member weights (n,) and pose (4,) whose DRR at `view` matches target (h, w) in [0, 1] (projector
     orientation, camera size). Returns (weights, pose, final data loss).
 
-    Without `modes` the weights are softmax(logits), a convex blend. With `modes` (n, k) from
-    `atlas.population_modes` they are `shape_weights(modes, c)` with the prior phys.shape_prior * |c|^2: a
+    With phys.shape_prior 0 the weights are softmax(logits), a convex blend. Above 0 they are
+    `shape_weights(modes, c)` over the atlas's `population_modes` with the prior phys.shape_prior * |c|^2: a
     Gaussian over the population's principal components, which pulls toward the atlas mean instead of letting
     the one view pick a member."""
     samples, step_mm = ray_samples(camera, [view], phys.samples)
+    modes = population_modes(atlas) if phys.shape_prior > 0 else None
     latent = torch.zeros(len(atlas) if modes is None else modes.shape[1], requires_grad=True)
 
     def member_weights(values: torch.Tensor) -> torch.Tensor:
         return torch.softmax(values, 0) if modes is None else shape_weights(modes, values)
 
-    shape_prior = 0.0 if modes is None else phys.shape_prior
     pose = torch.zeros(4, requires_grad=True)
     learned = [latent, pose, *weighting.parameters()]
     optimiser = torch.optim.Adam(learned, lr=phys.fit_lr)
@@ -97,7 +98,7 @@ def fit_latent(atlas: torch.Tensor, target: torch.Tensor, camera: DrrCamera, vie
         prediction = (fit_scale(integrals, target[None]) * integrals)[0]
         loss, loss_r, loss_mse = weighted_loss(prediction, target, weighting, perceptual)
         data_loss = float(loss_mse.detach())
-        total = loss + pose_prior * (pose ** 2).sum() + shape_prior * (latent ** 2).sum()
+        total = loss + pose_prior * (pose ** 2).sum() + (0.0 if modes is None else phys.shape_prior * (latent ** 2).sum())
         optimiser.zero_grad(set_to_none=True)
         total.backward()
         optimiser.step()

@@ -24,12 +24,11 @@ from umed_common.images import read_gray
 from umed_common.measures import psnr
 from umed_common.protocol import N_VIEWS, VIEW_STEP_DEG, copy_views
 
-from .atlas import (clear_air, combine, cut_to_outline, population_modes, reconstruct_volume, similarity_matrix,
-                    warp_volumes)
+from .atlas import clear_air, combine, cut_to_outline, reconstruct_volume, similarity_matrix, warp_volumes
 from .atlas_fit import (AtlasState, carve_air, fit_gain, fit_latent, fit_two_gains, history_frame, modulation,
                         render_integrals, views_uint8)
 from .checkpoint import check_identity, read_checkpoint, resolve_run, save_checkpoint
-from .config import ModelConfig, PhysicalConfig, parse_loss_weights
+from .config import ModelConfig, parse_loss_weights
 from .data import discover_drr_images, select_patients, to_model_range
 from .distributed import DistContext, finish_distributed, init_distributed
 from .drr_camera import DrrCamera, camera_from_preset, line_integrals, ray_samples, samples_of, to_release_orientation
@@ -100,11 +99,6 @@ def _reconstruct_all(cfg, patients: dict, ctx: DistContext, seed: int, progress:
     return dict(sorted(mine.items()))
 
 
-def shape_modes(atlas: torch.Tensor, phys: PhysicalConfig) -> torch.Tensor | None:
-    """The atlas's principal components for the latent fit's shape prior; None: the softmax blend."""
-    return population_modes(atlas) if phys.shape_prior > 0 else None
-
-
 def fit_single_view(atlas: torch.Tensor, target: torch.Tensor, view: int, cfg: ModelConfig, weights, perceptual,
                     pose_prior: float, rows: list | None = None, psnr_target: float | None = None) -> AtlasState:
     """Latent then bounded gain for one X-ray (target (S, S) in [0, 1], projector orientation, S = image size)."""
@@ -114,7 +108,7 @@ def fit_single_view(atlas: torch.Tensor, target: torch.Tensor, view: int, cfg: M
     weighting = build_weighting(weights, cfg.finetune.uncertainty_form)
     small = torch.nn.functional.interpolate(target[None, None], size=(phys.fit_size,) * 2, mode="area")[0, 0]
     members, pose, _ = fit_latent(atlas, small, camera_for(cfg, phys.fit_size), view, phys, weighting, perceptual,
-                                  phys.fit_steps, pose_prior, rows, shape_modes(atlas, phys))
+                                  phys.fit_steps, pose_prior, rows)
     camera = camera_for(cfg, target.shape[-1])
     angle = camera.geometry.start_angle_deg + view * camera.geometry.angle_step_deg
     if phys.outline_share > 0:  # each member posed: the outline needs them one by one
@@ -247,12 +241,11 @@ def search_input_view(atlas: torch.Tensor, target: torch.Tensor, cfg: ModelConfi
     size = max(phys.fit_size // 2, 8)
     small = torch.nn.functional.interpolate(target[None, None], size=(size, size), mode="area")[0, 0]
     camera = camera_for(cfg, size)
-    modes = shape_modes(atlas, phys)
     losses = {}
     for view in range(0, N_VIEWS, step_views):
         weighting = build_weighting((0.0, 1.0), cfg.finetune.uncertainty_form)
         losses[view] = fit_latent(atlas, small, camera, view, phys, weighting, perceptual,
-                                  max(phys.fit_steps // 3, 1), phys.pose_prior, modes=modes)[2]
+                                  max(phys.fit_steps // 3, 1), phys.pose_prior)[2]
     return min(losses, key=losses.get)
 
 
