@@ -13,6 +13,11 @@ uncertainty-weighted losses (Eq. 5) or fixed weights (Table 3):
    q(x) = mu_A(x)^(p-1) / N(u_K(x)) with N(u) = sum mu_A^p / sum mu_A along ray u (so q averages 1 there):
    a change of the bones' shadow is then made at the bones' depth instead of spread over the whole leg, which
    other views would see smeared (worst at the far side, where cone-beam magnification differs by +-20 %).
+   With gain_depth_sigma_mm s > 0 the profile is also weighted by closeness to the rotation axis,
+   c(x) = exp(-d(x)^2 / 2 s^2) with d the depth of x along the input view's central ray from the isocentre:
+   q = mu_A^(p-1) c / N, N(u) = sum mu_A^p c / sum mu_A. One view cannot see depth, and the rotation axis
+   is where a change moves least when the source turns; the other views then see the change as the copied
+   (near the input) and mirrored (near the far side) X-ray do, which is where those trivial answers are strong.
    mu stays non-negative and the fit goes through the same samples the input view is rendered with.
 3. carving (air_level > 0): where the X-ray shows air, the gain is 0 (`carve_air`).
 4. far side (mirror_view_weight > 0, p = 1): a second gain f at the view 180 deg away, mu = mu_A g f, fitted
@@ -28,6 +33,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from drr.geometry import view_frames
 from umed_common.images import minmax_to_uint8
 
 from .atlas import (bounded_gain, combine, fit_scale, population_modes, raw_from_gain, shape_weights, similarity_matrix,
@@ -50,6 +56,7 @@ class AtlasState:
     pose: torch.Tensor          # (4,) see atlas.similarity_matrix
     depth_power: float = 1.0    # p of the gain's depth profile (module docstring)
     depth_norm: torch.Tensor | None = None  # (S, S) N(u); None means ones (p = 1)
+    depth_sigma_mm: float = 0.0  # s of the axis closeness c (module docstring); 0: off
     far_gain: torch.Tensor | None = None    # (S, S) at the far view's detector (mirror_view_weight); None: none
     far_view: int | None = None
 
@@ -124,54 +131,77 @@ def carve_air(gain: torch.Tensor, target: torch.Tensor, level: float) -> torch.T
     return torch.where(target > level, gain, torch.zeros_like(gain))
 
 
-def depth_profile(values: torch.Tensor, depth_norm: torch.Tensor, power: float) -> torch.Tensor:
-    """q(x) of the gain (module docstring): values mu_A (..., n) and N(u) broadcast to (..., 1) -> (..., n)."""
-    if power == 1.0:
+def axis_closeness(depth_mm: torch.Tensor, sigma_mm: float) -> torch.Tensor:
+    """c = exp(-d^2 / 2 sigma^2) of depths d (...) in mm from the isocentre -> (...); sigma 0: ones (off)."""
+    if sigma_mm <= 0:
+        return torch.ones_like(depth_mm)
+    return torch.exp(-0.5 * (depth_mm / sigma_mm) ** 2)
+
+
+def input_depth_mm(camera: DrrCamera, view: int, points: torch.Tensor) -> torch.Tensor:
+    """Depth (mm) of box-normalised points (..., 3) along `view`'s central ray, from the isocentre (positive
+    toward the detector) -> (...)."""
+    frames = view_frames(camera.geometry, [view], dtype=torch.float64)
+    axis = (frames["detector_centre"][0] - frames["source"][0]).float()
+    isocentre = torch.tensor(camera.geometry.isocenter_mm, dtype=torch.float32)
+    return (points * (camera.box_mm / 2.0) - isocentre) @ (axis / axis.norm())
+
+
+def depth_profile(values: torch.Tensor, depth_norm: torch.Tensor, power: float,
+                  closeness: torch.Tensor | None = None) -> torch.Tensor:
+    """q(x) of the gain (module docstring): values mu_A (..., n), N(u) broadcast to (..., 1) and the axis
+    closeness c (..., n) (None: ones) -> (..., n)."""
+    if power == 1.0 and closeness is None:
         return torch.ones_like(values)
-    return values.clamp(min=0).pow(power - 1.0) / depth_norm
+    weight = values.clamp(min=0).pow(power - 1.0)
+    return (weight if closeness is None else weight * closeness) / depth_norm
 
 
-def depth_norm_map(ray_values: torch.Tensor, power: float) -> torch.Tensor:
-    """N(u) = sum mu^p / sum mu along each input ray: (S, S, n) samples -> (S, S) (ones for p = 1).
+def depth_norm_map(ray_values: torch.Tensor, power: float, closeness: torch.Tensor | None = None) -> torch.Tensor:
+    """N(u) = sum mu^p c / sum mu along each input ray: (S, S, n) samples (and c, None: ones) -> (S, S)
+    (ones for p = 1 without c).
 
     Rays that cross (almost) no prior take the smallest N of the rays that do: the renders look N up between
     rays, and an empty ray's N of 0 next to a sample with attenuation would make q, and g^q, overflow.
     """
-    if power == 1.0:
+    if power == 1.0 and closeness is None:
         return torch.ones(ray_values.shape[:-1])
     values = ray_values.clamp(min=0)
     mass = values.sum(-1)
-    norm = values.pow(power).sum(-1) / mass.clamp(min=1e-12)
+    weighted = values.pow(power) if closeness is None else values.pow(power) * closeness
+    norm = weighted.sum(-1) / mass.clamp(min=1e-12)
     crossing = mass > 0.01 * mass.max()
     floor = norm[crossing].min() if bool(crossing.any()) else torch.tensor(1.0)
     return norm.clamp(min=float(floor))
 
 
 def shade(ray_values: torch.Tensor, gain: torch.Tensor, depth_norm: torch.Tensor, power: float,
-          step_mm: float) -> torch.Tensor:
-    """Line integrals of mu_A g^q: samples (..., n), g and N (...) -> (...); p = 1 is g * L_A."""
-    if power == 1.0:
+          step_mm: float, closeness: torch.Tensor | None = None) -> torch.Tensor:
+    """Line integrals of mu_A g^q: samples (..., n), g and N (...), c (..., n) or None -> (...); p = 1 without
+    c is g * L_A."""
+    if power == 1.0 and closeness is None:
         return gain * ray_values.sum(-1) * step_mm
-    q = depth_profile(ray_values, depth_norm[..., None], power)
+    q = depth_profile(ray_values, depth_norm[..., None], power, closeness)
     return (ray_values * torch.exp(gain.log()[..., None] * q)).sum(-1) * step_mm
 
 
 def fit_gain(ray_values: torch.Tensor, step_mm: float, target: torch.Tensor, phys: PhysicalConfig, weighting,
-             perceptual, steps: int, rows: list | None = None, psnr_target: float | None = None
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+             perceptual, steps: int, rows: list | None = None, psnr_target: float | None = None,
+             closeness: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Bounded gain (S, S) with a * render(g) ~ target at the input view; ray_values (S, S, n) are mu_A at the
-    samples of the input view's rays, the same samples that view is rendered with, so the fit is exact.
+    samples of the input view's rays, the same samples that view is rendered with, so the fit is exact;
+    closeness (S, S, n) is c at those samples (None: off).
     psnr_target: stop at the first step whose input view reaches it (upstream's 25 dB protocol); None: run all.
     Returns (gain, N(u))."""
     power = phys.gain_depth_power
-    depth_norm = depth_norm_map(ray_values, power)
+    depth_norm = depth_norm_map(ray_values, power, closeness)
     prior_integrals = ray_values.sum(-1) * step_mm
     raw = raw_from_gain(initial_gain(prior_integrals, target, phys.max_gain), phys.max_gain).requires_grad_(True)
     optimiser = torch.optim.Adam([raw, *weighting.parameters()], lr=phys.gain_lr)
     target_u8 = minmax_to_uint8(target.numpy())
     best, best_psnr = raw.detach().clone(), -math.inf
     for iteration in range(1, steps + 1):
-        shaded = shade(ray_values, bounded_gain(raw, phys.max_gain), depth_norm, power, step_mm)
+        shaded = shade(ray_values, bounded_gain(raw, phys.max_gain), depth_norm, power, step_mm, closeness)
         prediction = (fit_scale(shaded[None], target[None]) * shaded)[0]
         loss, loss_r, loss_mse = weighted_loss(prediction, target, weighting, perceptual)
         row = _row("gain", iteration, loss, loss_r, loss_mse, weighting, prediction, target_u8)
@@ -260,15 +290,17 @@ def modulation(state: AtlasState, camera: DrrCamera, points: torch.Tensor, value
 def _input_modulation(state: AtlasState, camera: DrrCamera, points: torch.Tensor, values: torch.Tensor
                       ) -> torch.Tensor:
     """g(u_K(x))^q(x) of the input view's gain (see `modulation`)."""
-    if state.depth_power == 1.0 or state.depth_norm is None:  # q = 1: the gain itself, one map to look up
-        return gain_at(state.gain, camera, state.input_view, points)
+    if state.depth_norm is None or (state.depth_power == 1.0 and state.depth_sigma_mm <= 0):
+        return gain_at(state.gain, camera, state.input_view, points)  # q = 1: the gain itself, one map to look up
     where = detector_positions(camera.at_size(state.gain.shape[-1]), state.input_view, points.reshape(-1, 3))
     # log of a carved (zero) gain is kept finite and the carving is applied as its own (interpolated) map, so a
     # small q cannot bring back what the X-ray shows is air
     maps = torch.stack([state.gain.clamp(min=1e-12).log(), state.depth_norm.log(), (state.gain > 0).to(values)])
     looked = F.grid_sample(maps[None], where[None, None], mode="bilinear", padding_mode="border", align_corners=True)
     log_gain, log_norm, kept = (looked[0, c].reshape(points.shape[:-1]) for c in range(3))
-    return torch.exp(log_gain * depth_profile(values, log_norm.exp(), state.depth_power)) * kept
+    closeness = (axis_closeness(input_depth_mm(camera, state.input_view, points), state.depth_sigma_mm)
+                 if state.depth_sigma_mm > 0 else None)
+    return torch.exp(log_gain * depth_profile(values, log_norm.exp(), state.depth_power, closeness)) * kept
 
 
 def render_integrals(state: AtlasState, camera: DrrCamera, n_samples: int, views=None, chunk: int = 4,

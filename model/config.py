@@ -162,6 +162,10 @@ class PhysicalConfig:
     # in proportion to the prior, > 1 concentrates it where the prior is dense (bones), so other views see it
     # less smeared
     gain_depth_power: float = 1.0
+    # s (mm) of the gain's closeness to the rotation axis, c = exp(-d^2 / 2 s^2) with d the depth along the
+    # input view's central ray (model.atlas_fit): > 0 puts the change the one view cannot place in depth near
+    # the axis, where it moves least as the source turns; 0: off
+    gain_depth_sigma_mm: float = 0.0
     # each reconstructed atlas volume: voxels below this fraction of its 99th percentile become air (model.atlas.
     # clear_air); 0 keeps the tomography's floor
     air_floor: float = 0.0
@@ -374,6 +378,10 @@ def _validate_physical(phys: PhysicalConfig) -> None:
         raise UserError("config physical.shape_prior: must be a number >= 0 (0: the softmax blend)")
     if not (math.isfinite(phys.mirror_view_weight) and phys.mirror_view_weight >= 0):
         raise UserError("config physical.mirror_view_weight: must be a number >= 0 (0: off)")
+    if not (math.isfinite(phys.gain_depth_sigma_mm) and phys.gain_depth_sigma_mm >= 0):
+        raise UserError("config physical.gain_depth_sigma_mm: must be a number >= 0 (0: off)")
+    if phys.mirror_view_weight > 0 and phys.gain_depth_sigma_mm > 0:
+        raise UserError("config physical.mirror_view_weight: needs gain_depth_sigma_mm 0 (the far gain is a plain factor)")
     if phys.mirror_view_weight > 0 and phys.gain_depth_power != 1:
         raise UserError("config physical.mirror_view_weight: needs gain_depth_power 1 (the far gain is a plain factor)")
     priors = (phys.pose_prior, *phys.pose_prior_candidates)

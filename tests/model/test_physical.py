@@ -186,6 +186,63 @@ def test_depth_power_fits_the_input_view_and_keeps_attenuation_non_negative():
     assert fitted_attenuation(state, camera).min() >= 0
 
 
+def test_axis_closeness_and_input_depth_by_hand():
+    from drr.geometry import view_frames
+    from model.atlas_fit import axis_closeness, input_depth_mm
+    d = torch.tensor([0.0, 20.0, -40.0])
+    assert axis_closeness(d, 20.0).tolist() == pytest.approx([1.0, math.exp(-0.5), math.exp(-2.0)])
+    assert torch.equal(axis_closeness(d, 0.0), torch.ones(3))          # 0 is off
+    camera = camera_from_preset("knee", 8, BOX_MM)
+    for view in (0, 9, 18, 50):
+        frames = {k: v[0].float() for k, v in view_frames(camera.geometry, [view], dtype=torch.float64).items()}
+        across = frames["col_axis"] * 30.0 + frames["row_axis"] * 20.0  # in the detector's plane through the axis
+        points = torch.stack([torch.zeros(3), frames["source"], frames["detector_centre"], across]) / (BOX_MM / 2)
+        sad, sid = camera.geometry.source_to_isocenter_mm, camera.geometry.source_to_detector_mm
+        assert input_depth_mm(camera, view, points).tolist() == pytest.approx([0.0, -sad, sid - sad, 0.0],
+                                                                               abs=1e-3)
+
+
+def test_depth_profile_with_axis_closeness_by_hand():
+    from model.atlas_fit import depth_norm_map, depth_profile, shade
+    ray, near = torch.tensor([[1.0, 3.0]]), torch.tensor([[1.0, 0.5]])  # the dense sample is off the axis
+    norm = depth_norm_map(ray, 2.0, near)                   # (1 * 1 + 9 * 0.5) / (1 + 3)
+    assert norm.tolist() == pytest.approx([1.375])
+    q = depth_profile(ray, norm[..., None], 2.0, near)
+    assert q[0].tolist() == pytest.approx([1 / 1.375, 1.5 / 1.375])
+    assert float((ray * q).sum()) == pytest.approx(float(ray.sum()))  # q still averages 1 under the prior
+    # power 1 with closeness is no longer the plain gain: the change follows c alone
+    norm1 = depth_norm_map(ray, 1.0, near)                  # (1 + 1.5) / 4
+    assert norm1.tolist() == pytest.approx([0.625])
+    assert depth_profile(ray, norm1[..., None], 1.0, near)[0].tolist() == pytest.approx([1.6, 0.8])
+    assert shade(ray, torch.tensor([2.0]), norm1, 1.0, 0.5, near).tolist() == \
+        pytest.approx([0.5 * (2 ** 1.6 + 3 * 2 ** 0.8)])
+
+
+@pytest.mark.parametrize("power", [1.0, 3.0])
+def test_axis_closeness_fits_the_input_view_and_moves_the_change_toward_the_axis(power):
+    from model.atlas_fit import input_depth_mm, render_integrals
+    from model.physical import fitted_attenuation
+    from umed_common.measures import minmax_to_uint8
+    atlas, target, camera = two_blob_fit_case()
+    perceptual = build_perceptual("ssim")
+    spread = {}
+    for sigma in (0.0, 15.0):
+        cfg = config_from_dict(tiny_config(gain_depth_power=power, gain_depth_sigma_mm=sigma, gain_steps=40))
+        state = fit_single_view(atlas, target, 9, cfg, None, perceptual, 0.01)
+        assert state.depth_sigma_mm == sigma
+        rendered = render_integrals(state, camera, cfg.physical.render_samples, views=[9])[0]
+        assert input_view_metrics(rendered, minmax_to_uint8(target.numpy()))[0] > 28.0
+        mu = fitted_attenuation(state, camera)
+        assert mu.min() >= 0
+        # where along the input rays the fit changed the prior: mean |depth| weighted by |mu - mu_A|
+        axes = [(torch.arange(n, dtype=torch.float32) + 0.5) / n * 2 - 1 for n in mu.shape]
+        z, y, x = torch.meshgrid(*axes, indexing="ij")
+        depth = input_depth_mm(camera, 9, torch.stack([x, y, z], -1)).abs()
+        change = (mu - state.volume).abs()
+        spread[sigma] = float((change * depth).sum() / change.sum())
+    assert spread[15.0] < 0.8 * spread[0.0]
+
+
 def test_far_gain_multiplies_the_input_gain_by_hand():
     from model.atlas_fit import AtlasState, modulation
     camera = camera_from_preset("knee", 8, BOX_MM)
@@ -292,8 +349,10 @@ def test_outlined_fit_reaches_the_input_view_with_air_outside_the_members():
 def test_air_options_are_checked():
     from umed_common.errors import UserError
     for bad in ({"air_floor": -0.1}, {"air_level": 1.0}, {"air_floor": float("nan")}, {"outline_share": 1.5},
-                {"mirror_view_weight": -1.0}, {"mirror_view_weight": 1.0, "gain_depth_power": 2.0}):
-        with pytest.raises(UserError, match=r"physical\.(air_|outline|mirror_view)"):
+                {"mirror_view_weight": -1.0}, {"mirror_view_weight": 1.0, "gain_depth_power": 2.0},
+                {"gain_depth_sigma_mm": -5.0}, {"gain_depth_sigma_mm": float("inf")},
+                {"mirror_view_weight": 1.0, "gain_depth_sigma_mm": 20.0}):
+        with pytest.raises(UserError, match=r"physical\.(air_|outline|mirror_view|gain_depth_sigma)"):
             config_from_dict(tiny_config(**bad))
 
 
