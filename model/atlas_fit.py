@@ -42,6 +42,11 @@ from .config import PhysicalConfig
 from .drr_camera import DrrCamera, detector_positions, line_integrals, ray_samples, samples_of, to_release_orientation
 from .fit_result import input_view_metrics
 
+# q's ceiling. A ray whose prior lies far from the axis (a patient off the rotation axis) can have c fall by
+# orders of magnitude along it; q = mu^(p-1) c / N then reaches 10 and more on real knees, and g^q with g up to
+# max_gain overflows. The ceiling keeps g^q within max_gain^4; on the demo's phantoms q stays below it.
+MAX_DEPTH_EXPONENT = 4.0
+
 HISTORY_COLUMNS = ["stage", "iteration", "loss", "loss_r", "loss_mse", "sigma_1", "sigma_2", "psnr", "ssim"]
 
 
@@ -154,7 +159,7 @@ def depth_profile(values: torch.Tensor, depth_norm: torch.Tensor, power: float,
     if power == 1.0 and closeness is None:
         return torch.ones_like(values)
     weight = values.clamp(min=0).pow(power - 1.0)
-    return (weight if closeness is None else weight * closeness) / depth_norm
+    return ((weight if closeness is None else weight * closeness) / depth_norm).clamp(max=MAX_DEPTH_EXPONENT)
 
 
 def depth_norm_map(ray_values: torch.Tensor, power: float, closeness: torch.Tensor | None = None) -> torch.Tensor:

@@ -216,6 +216,11 @@ def test_depth_profile_with_axis_closeness_by_hand():
     assert depth_profile(ray, norm1[..., None], 1.0, near)[0].tolist() == pytest.approx([1.6, 0.8])
     assert shade(ray, torch.tensor([2.0]), norm1, 1.0, 0.5, near).tolist() == \
         pytest.approx([0.5 * (2 ** 1.6 + 3 * 2 ** 0.8)])
+    # a ray whose prior sits far from the axis: c falls 1000-fold along it, and q stops at its ceiling of 4
+    far = torch.tensor([[1.0, 1e-3]])
+    norm_far = depth_norm_map(torch.tensor([[0.1, 10.0]]), 1.0, far)   # (0.1 + 0.01) / 10.1
+    assert depth_profile(torch.tensor([[0.1, 10.0]]), norm_far[..., None], 1.0, far)[0].tolist() == \
+        pytest.approx([4.0, 1e-3 * 10.1 / 0.11])
 
 
 @pytest.mark.parametrize("power", [1.0, 3.0])
