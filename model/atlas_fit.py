@@ -15,7 +15,8 @@ uncertainty-weighted losses (Eq. 5) or fixed weights (Table 3):
    other views would see smeared (worst at the far side, where cone-beam magnification differs by +-20 %).
    With gain_depth_sigma_mm s > 0 the profile is also weighted by closeness to the rotation axis,
    c(x) = exp(-d(x)^2 / 2 s^2) with d the depth of x along the input view's central ray from the isocentre:
-   q = mu_A^(p-1) c / N, N(u) = sum mu_A^p c / sum mu_A. One view cannot see depth, and the rotation axis
+   q = mu_A^(p-1) c / N, N(u) = sum mu_A^p c / sum mu_A (q stops at MAX_DEPTH_EXPONENT, so on a ray whose
+   prior lies far from the axis it averages less than 1). One view cannot see depth, and the rotation axis
    is where a change moves least when the source turns; the other views then see the change as the copied
    (near the input) and mirrored (near the far side) X-ray do, which is where those trivial answers are strong.
    mu stays non-negative and the fit goes through the same samples the input view is rendered with.
