@@ -153,6 +153,12 @@ def input_depth_mm(camera: DrrCamera, view: int, points: torch.Tensor) -> torch.
     return (points * (camera.box_mm / 2.0) - isocentre) @ (axis / axis.norm())
 
 
+def closeness_at(camera: DrrCamera, view: int, points: torch.Tensor, sigma_mm: float) -> torch.Tensor | None:
+    """c at box-normalised points (..., 3) for input view `view` -> (...), or None when sigma_mm is 0 (off), so
+    q keeps its shortcuts for the plain gain."""
+    return axis_closeness(input_depth_mm(camera, view, points), sigma_mm) if sigma_mm > 0 else None
+
+
 def depth_profile(values: torch.Tensor, depth_norm: torch.Tensor, power: float,
                   closeness: torch.Tensor | None = None) -> torch.Tensor:
     """q(x) of the gain (module docstring): values mu_A (..., n), N(u) broadcast to (..., 1) and the axis
@@ -296,7 +302,8 @@ def modulation(state: AtlasState, camera: DrrCamera, points: torch.Tensor, value
 def _input_modulation(state: AtlasState, camera: DrrCamera, points: torch.Tensor, values: torch.Tensor
                       ) -> torch.Tensor:
     """g(u_K(x))^q(x) of the input view's gain (see `modulation`)."""
-    if state.depth_norm is None or (state.depth_power == 1.0 and state.depth_sigma_mm <= 0):
+    closeness = closeness_at(camera, state.input_view, points, state.depth_sigma_mm)
+    if state.depth_norm is None or (state.depth_power == 1.0 and closeness is None):
         return gain_at(state.gain, camera, state.input_view, points)  # q = 1: the gain itself, one map to look up
     where = detector_positions(camera.at_size(state.gain.shape[-1]), state.input_view, points.reshape(-1, 3))
     # log of a carved (zero) gain is kept finite and the carving is applied as its own (interpolated) map, so a
@@ -304,8 +311,6 @@ def _input_modulation(state: AtlasState, camera: DrrCamera, points: torch.Tensor
     maps = torch.stack([state.gain.clamp(min=1e-12).log(), state.depth_norm.log(), (state.gain > 0).to(values)])
     looked = F.grid_sample(maps[None], where[None, None], mode="bilinear", padding_mode="border", align_corners=True)
     log_gain, log_norm, kept = (looked[0, c].reshape(points.shape[:-1]) for c in range(3))
-    closeness = (axis_closeness(input_depth_mm(camera, state.input_view, points), state.depth_sigma_mm)
-                 if state.depth_sigma_mm > 0 else None)
     return torch.exp(log_gain * depth_profile(values, log_norm.exp(), state.depth_power, closeness)) * kept
 
 

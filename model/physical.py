@@ -25,8 +25,8 @@ from umed_common.measures import psnr
 from umed_common.protocol import N_VIEWS, VIEW_STEP_DEG, copy_views
 
 from .atlas import clear_air, combine, cut_to_outline, reconstruct_volume, similarity_matrix, warp_volumes
-from .atlas_fit import (AtlasState, axis_closeness, carve_air, fit_gain, fit_latent, fit_two_gains, history_frame,
-                        input_depth_mm, modulation, render_integrals, views_uint8)
+from .atlas_fit import (AtlasState, carve_air, closeness_at, fit_gain, fit_latent, fit_two_gains, history_frame,
+                        modulation, render_integrals, views_uint8)
 from .checkpoint import check_identity, read_checkpoint, resolve_run, save_checkpoint
 from .config import ModelConfig, parse_loss_weights
 from .data import discover_drr_images, select_patients, to_model_range
@@ -123,8 +123,7 @@ def fit_single_view(atlas: torch.Tensor, target: torch.Tensor, view: int, cfg: M
         return AtlasState(volume, carve_air(gain, target, phys.air_level), view, members, pose,
                           far_gain=far_gain, far_view=far_view)
     samples, step_mm = ray_samples(camera, [view], phys.render_samples)
-    closeness = (axis_closeness(input_depth_mm(camera, view, samples[0]), phys.gain_depth_sigma_mm)
-                 if phys.gain_depth_sigma_mm > 0 else None)
+    closeness = closeness_at(camera, view, samples[0], phys.gain_depth_sigma_mm)
     gain, depth_norm = fit_gain(samples_of(volume, samples)[0], step_mm, target, phys, weighting, perceptual,
                                 phys.gain_steps, rows, psnr_target, closeness)
     gain = carve_air(gain, target, phys.air_level)
