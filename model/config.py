@@ -166,6 +166,12 @@ class PhysicalConfig:
     # input view's central ray (model.atlas_fit): > 0 puts the change the one view cannot place in depth near
     # the axis, where it moves least as the source turns; 0: off
     gain_depth_sigma_mm: float = 0.0
+    # s_H (mm) of the detail slab (model.atlas_fit.fit_detail): > 0 splits the fitted gain into its coarse part
+    # (the profile above) and the fine detail the coarse atlas lacks, which goes into a slab this wide at the
+    # rotation axis, so the views near the input (and its far side) keep it sharp; 0: off
+    detail_sigma_mm: float = 0.0
+    # the split's scale: a Gaussian of this sigma (mm at the isocentre) of the log gain is the coarse part
+    detail_scale_mm: float = 5.0
     # each reconstructed atlas volume: voxels below this fraction of its 99th percentile become air (model.atlas.
     # clear_air); 0 keeps the tomography's floor
     air_floor: float = 0.0
@@ -380,6 +386,13 @@ def _validate_physical(phys: PhysicalConfig) -> None:
         raise UserError("config physical.mirror_view_weight: must be a number >= 0 (0: off)")
     if not (math.isfinite(phys.gain_depth_sigma_mm) and phys.gain_depth_sigma_mm >= 0):
         raise UserError("config physical.gain_depth_sigma_mm: must be a number >= 0 (0: off)")
+    for name in ("detail_sigma_mm", "detail_scale_mm"):
+        if not (math.isfinite(getattr(phys, name)) and getattr(phys, name) >= 0):
+            raise UserError(f"config physical.{name}: must be a number >= 0 (0: off)")
+    if phys.detail_sigma_mm > 0 and phys.detail_scale_mm <= 0:
+        raise UserError("config physical.detail_scale_mm: must be > 0 when detail_sigma_mm is on")
+    if phys.mirror_view_weight > 0 and phys.detail_sigma_mm > 0:
+        raise UserError("config physical.mirror_view_weight: needs detail_sigma_mm 0 (the far gain is a plain factor)")
     if phys.mirror_view_weight > 0 and phys.gain_depth_sigma_mm > 0:
         raise UserError("config physical.mirror_view_weight: needs gain_depth_sigma_mm 0 (the far gain is a plain factor)")
     if phys.mirror_view_weight > 0 and phys.gain_depth_power != 1:

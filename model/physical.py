@@ -25,8 +25,8 @@ from umed_common.measures import psnr
 from umed_common.protocol import N_VIEWS, VIEW_STEP_DEG, copy_views
 
 from .atlas import clear_air, combine, cut_to_outline, reconstruct_volume, similarity_matrix, warp_volumes
-from .atlas_fit import (AtlasState, carve_air, closeness_at, fit_gain, fit_latent, fit_two_gains, history_frame,
-                        modulation, render_integrals, views_uint8)
+from .atlas_fit import (AtlasState, axis_closeness, carve_air, closeness_at, fit_detail, fit_gain, fit_latent,
+                        fit_two_gains, history_frame, input_depth_mm, modulation, render_integrals, views_uint8)
 from .checkpoint import check_identity, read_checkpoint, resolve_run, save_checkpoint
 from .config import ModelConfig, parse_loss_weights
 from .data import discover_drr_images, select_patients, to_model_range
@@ -124,10 +124,19 @@ def fit_single_view(atlas: torch.Tensor, target: torch.Tensor, view: int, cfg: M
                           far_gain=far_gain, far_view=far_view)
     samples, step_mm = ray_samples(camera, [view], phys.render_samples)
     closeness = closeness_at(camera, view, samples[0], phys.gain_depth_sigma_mm)
-    gain, depth_norm = fit_gain(samples_of(volume, samples)[0], step_mm, target, phys, weighting, perceptual,
-                                phys.gain_steps, rows, psnr_target, closeness)
+    values = samples_of(volume, samples)[0]
+    gain, depth_norm = fit_gain(values, step_mm, target, phys, weighting, perceptual, phys.gain_steps, rows,
+                                psnr_target, closeness)
+    detail = detail_norm = None
+    if phys.detail_sigma_mm > 0:
+        detail_closeness = axis_closeness(input_depth_mm(camera, view, samples[0]), phys.detail_sigma_mm)
+        sigma_px = phys.detail_scale_mm / camera.geometry.pixel_footprint_at_isocenter_mm()
+        gain, detail, detail_norm = fit_detail(values, step_mm, target, gain, depth_norm, closeness, detail_closeness,
+                                               sigma_px, phys, weighting, perceptual, phys.gain_steps, rows,
+                                               psnr_target)
     gain = carve_air(gain, target, phys.air_level)
-    return AtlasState(volume, gain, view, members, pose, phys.gain_depth_power, depth_norm, phys.gain_depth_sigma_mm)
+    return AtlasState(volume, gain, view, members, pose, phys.gain_depth_power, depth_norm, phys.gain_depth_sigma_mm,
+                      detail=detail, detail_norm=detail_norm, detail_sigma_mm=phys.detail_sigma_mm)
 
 
 def _novel_view_psnr(rendered: np.ndarray, truth_u8: np.ndarray, present: torch.Tensor, input_view: int) -> float:

@@ -1,6 +1,7 @@
 """The physically matched family: DRR camera, pixel model, pose handling, fitting schedule, train/fine-tune."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -248,6 +249,75 @@ def test_axis_closeness_fits_the_input_view_and_moves_the_change_toward_the_axis
     assert spread[15.0] < 0.8 * spread[0.0]
 
 
+def test_split_gain_by_hand():
+    from model.atlas_fit import split_gain
+    flat = torch.full((9, 9), 2.0)
+    coarse, detail = split_gain(flat, 2.0)                   # nothing fine in a constant gain
+    assert torch.allclose(coarse, flat) and torch.allclose(detail, torch.ones(9, 9))
+    spike = torch.ones(9, 9)
+    spike[4, 4] = math.e                                     # log gain: 1 at one pixel, 0 elsewhere
+    coarse, detail = split_gain(spike, 1.0)
+    g = [math.exp(-0.5 * k * k) for k in range(-4, 5)]       # scipy's Gaussian: truncated at 4 sigma, normalised
+    centre = (g[4] / sum(g)) ** 2
+    assert float(coarse[4, 4].log()) == pytest.approx(centre, rel=1e-6)
+    assert float(detail[4, 4].log()) == pytest.approx(1.0 - centre, rel=1e-6)
+    assert float(coarse[4, 5].log()) == pytest.approx(centre * g[5] / g[4], rel=1e-6)
+    assert torch.allclose(coarse * detail, spike)
+
+
+def test_detail_gain_multiplies_with_its_slab_profile_by_hand():
+    from model.atlas_fit import AtlasState, modulation
+    camera = camera_from_preset("knee", 8, BOX_MM)
+    # view 0 looks along x: depth is x; two points on the axis plane (x = 0) and two 20 mm from it
+    points = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.1, -0.1], [20.0, 0.0, 0.0], [-20.0, 5.0, 0.0]]) / (BOX_MM / 2)
+    values = torch.ones(4)
+    state = AtlasState(torch.ones(4, 4, 4), torch.full((8, 8), 2.0), 0, torch.ones(1), torch.zeros(4),
+                       depth_norm=torch.ones(8, 8), detail=torch.full((8, 8), 3.0),
+                       detail_norm=torch.full((8, 8), 0.5), detail_sigma_mm=20.0)
+    q = [2.0, 2.0, 2.0 * math.exp(-0.5), 2.0 * math.exp(-0.5)]           # c_H / N_H
+    assert modulation(state, camera, points, values).tolist() == pytest.approx([2.0 * 3.0 ** k for k in q], rel=1e-5)
+    state.detail = None                                                   # the plain gain again
+    assert modulation(state, camera, points, values).tolist() == pytest.approx([2.0] * 4)
+
+
+def detail_fit_case():
+    """two_blob_fit_case's atlas with a target that has fine detail the blobs lack: bright dots, 2 px apart in
+    the columns, on the middle rows, so each of those rows gains net brightness."""
+    atlas, target, camera = two_blob_fit_case()
+    dots = torch.zeros_like(target)
+    dots[10:22, 8:24:2] = 0.15
+    target = target + dots * (target > 0.2)
+    return atlas, target / target.max(), camera
+
+
+@pytest.mark.parametrize("power", [1.0, 3.0])
+def test_detail_fit_reaches_the_input_view_and_keeps_its_rows_net_change_small(power, monkeypatch):
+    import model.atlas_fit as atlas_fit
+    from model.atlas_fit import render_integrals
+    from model.physical import fitted_attenuation
+    from umed_common.measures import minmax_to_uint8
+    atlas, target, camera = detail_fit_case()
+    perceptual = build_perceptual("ssim")
+    cfg = config_from_dict(tiny_config(gain_depth_power=power, detail_sigma_mm=8.0, detail_scale_mm=15.0, gain_steps=60,
+                                         gain_lr=0.05))
+    net, landed = {}, atlas_fit.DETAIL_ROW_WEIGHT
+    for weight in (landed, 0.0):
+        monkeypatch.setattr(atlas_fit, "DETAIL_ROW_WEIGHT", weight)
+        rows: list[dict] = []
+        state = fit_single_view(atlas, target, 9, cfg, None, perceptual, 0.01, rows)
+        assert [r["stage"] for r in rows] == ["latent"] * 12 + ["gain"] * 60 + ["detail"] * 60
+        assert state.detail is not None and state.detail_sigma_mm == 8.0
+        rendered = render_integrals(state, camera, cfg.physical.render_samples, views=[9])[0]
+        assert input_view_metrics(rendered, minmax_to_uint8(target.numpy()))[0] > 30.0
+        assert fitted_attenuation(state, camera).min() >= 0
+        # the slab's net change per detector row at the input view, relative to the row's whole line integral
+        plain = dataclasses.replace(state, detail=None)
+        with_detail = render_integrals(state, camera, cfg.physical.render_samples, views=[9])[0]
+        without = render_integrals(plain, camera, cfg.physical.render_samples, views=[9])[0]
+        net[weight] = float((with_detail - without).sum(1).abs().max() / with_detail.sum(1).max())
+    assert net[landed] < 0.5 * net[0.0]
+
+
 def test_far_gain_multiplies_the_input_gain_by_hand():
     from model.atlas_fit import AtlasState, modulation
     camera = camera_from_preset("knee", 8, BOX_MM)
@@ -356,8 +426,10 @@ def test_air_options_are_checked():
     for bad in ({"air_floor": -0.1}, {"air_level": 1.0}, {"air_floor": float("nan")}, {"outline_share": 1.5},
                 {"mirror_view_weight": -1.0}, {"mirror_view_weight": 1.0, "gain_depth_power": 2.0},
                 {"gain_depth_sigma_mm": -5.0}, {"gain_depth_sigma_mm": float("inf")},
-                {"mirror_view_weight": 1.0, "gain_depth_sigma_mm": 20.0}):
-        with pytest.raises(UserError, match=r"physical\.(air_|outline|mirror_view|gain_depth_sigma)"):
+                {"mirror_view_weight": 1.0, "gain_depth_sigma_mm": 20.0}, {"detail_sigma_mm": -1.0},
+                {"detail_sigma_mm": float("inf")}, {"detail_sigma_mm": 8.0, "detail_scale_mm": 0.0},
+                {"mirror_view_weight": 1.0, "detail_sigma_mm": 8.0}):
+        with pytest.raises(UserError, match=r"physical\.(air_|outline|mirror_view|gain_depth_sigma|detail_)"):
             config_from_dict(tiny_config(**bad))
 
 
