@@ -247,8 +247,8 @@ def split_gain(gain: torch.Tensor, sigma_px: float) -> tuple[torch.Tensor, torch
     """A positive gain (S, S) -> (coarse, detail) with coarse * detail = gain: coarse is exp of the Gaussian
     (sigma_px pixels, edges extended) of log gain, detail the remainder."""
     log_gain = gain.clamp(min=1e-12).log()
-    coarse = torch.from_numpy(ndimage.gaussian_filter(log_gain.double().numpy(), sigma_px, mode="nearest"))
-    coarse = coarse.to(gain.dtype)
+    coarse = ndimage.gaussian_filter(log_gain.detach().double().cpu().numpy(), sigma_px, mode="nearest")
+    coarse = torch.from_numpy(coarse).to(gain)
     return coarse.exp(), (log_gain - coarse).exp()
 
 
