@@ -351,9 +351,9 @@ def gain_at(gain: torch.Tensor, camera: DrrCamera, view: int, points: torch.Tens
 
 
 def modulation(state: AtlasState, camera: DrrCamera, points: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """g(u_K(x))^q(x) (times the far gain f(u_F(x)) when the fit has one) at box-normalised points (..., 3)
-    where the prior is `values` (...) -> (...); the maps' edge values beyond the detector. `camera` is any size
-    of the model's camera (the gain's own size is used)."""
+    """g(u_K(x))^q(x) (times the detail h(u_K(x))^q_H(x) and the far gain f(u_F(x)) when the fit has them) at
+    box-normalised points (..., 3) where the prior is `values` (...) -> (...); the maps' edge values beyond the
+    detector. `camera` is any size of the model's camera (the gain's own size is used)."""
     own = _input_modulation(state, camera, points, values)
     if state.far_gain is None:
         return own

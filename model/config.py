@@ -168,7 +168,8 @@ class PhysicalConfig:
     gain_depth_sigma_mm: float = 0.0
     # s_H (mm) of the detail slab (model.atlas_fit.fit_detail): > 0 splits the fitted gain into its coarse part
     # (the profile above) and the fine detail the coarse atlas lacks, which goes into a slab this wide at the
-    # rotation axis, so the views near the input (and its far side) keep it sharp; 0: off
+    # rotation axis, so the views near the input (and its far side) keep it sharp; refitted for gain_steps
+    # at gain_lr; 0: off
     detail_sigma_mm: float = 0.0
     # the split's scale: a Gaussian of this sigma (mm at the isocentre) of the log gain is the coarse part
     detail_scale_mm: float = 5.0
