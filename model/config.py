@@ -383,21 +383,16 @@ def _validate_physical(phys: PhysicalConfig) -> None:
             raise UserError(f"config physical.{name}: must be a fraction from 0 (off) to below 1")
     if not (math.isfinite(phys.shape_prior) and phys.shape_prior >= 0):
         raise UserError("config physical.shape_prior: must be a number >= 0 (0: the softmax blend)")
-    if not (math.isfinite(phys.mirror_view_weight) and phys.mirror_view_weight >= 0):
-        raise UserError("config physical.mirror_view_weight: must be a number >= 0 (0: off)")
-    if not (math.isfinite(phys.gain_depth_sigma_mm) and phys.gain_depth_sigma_mm >= 0):
-        raise UserError("config physical.gain_depth_sigma_mm: must be a number >= 0 (0: off)")
-    for name in ("detail_sigma_mm", "detail_scale_mm"):
+    for name in ("mirror_view_weight", "gain_depth_sigma_mm", "detail_sigma_mm", "detail_scale_mm"):
         if not (math.isfinite(getattr(phys, name)) and getattr(phys, name) >= 0):
             raise UserError(f"config physical.{name}: must be a number >= 0 (0: off)")
     if phys.detail_sigma_mm > 0 and phys.detail_scale_mm <= 0:
         raise UserError("config physical.detail_scale_mm: must be > 0 when detail_sigma_mm is on")
-    if phys.mirror_view_weight > 0 and phys.detail_sigma_mm > 0:
-        raise UserError("config physical.mirror_view_weight: needs detail_sigma_mm 0 (the far gain is a plain factor)")
-    if phys.mirror_view_weight > 0 and phys.gain_depth_sigma_mm > 0:
-        raise UserError("config physical.mirror_view_weight: needs gain_depth_sigma_mm 0 (the far gain is a plain factor)")
-    if phys.mirror_view_weight > 0 and phys.gain_depth_power != 1:
-        raise UserError("config physical.mirror_view_weight: needs gain_depth_power 1 (the far gain is a plain factor)")
+    # the far gain is a plain factor: it needs the input gain's plain profile
+    for name, plain in (("detail_sigma_mm", 0), ("gain_depth_sigma_mm", 0), ("gain_depth_power", 1)):
+        if phys.mirror_view_weight > 0 and getattr(phys, name) != plain:
+            raise UserError(f"config physical.mirror_view_weight: needs {name} {plain} "
+                            "(the far gain is a plain factor)")
     priors = (phys.pose_prior, *phys.pose_prior_candidates)
     if not all(math.isfinite(p) and p >= 0 for p in priors) or not phys.pose_prior_candidates:
         raise UserError("config physical: pose_prior and its candidates must be non-negative numbers")
