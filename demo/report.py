@@ -35,6 +35,7 @@ MODEL = "model (umed-finetune)"
 DATASET = "phantoms"
 DRR_SHEET_VIEWS = (0, 9, 18, 27, 36, 54)  # 0, 45, 90, 135, 180 and 270 degrees
 WINDOW_HU = (-200.0, 1500.0)  # soft tissue to cortex
+FIGURE_PHANTOMS = 8  # phantoms drawn in the phantom and DRR sheets
 SHORT_LABELS = {MODEL: "model", BASELINE_COPY: "copy input", BASELINE_MIRROR: "copy, mirrored far side",
                 BASELINE_MEAN: "mean training"}
 BASELINES = (BASELINE_COPY, BASELINE_MIRROR, BASELINE_MEAN)
@@ -164,8 +165,9 @@ def write_report(out: Path, settings: dict, held_out: Sequence[str], input_view:
     with atomic_path(files / "held_out_summary.csv") as tmp:
         summary.to_csv(tmp, index=False)
     beats, sentence = verdict(rows)
-    phantom_figure(out / "phantoms", held_out, files / "phantoms.png")
-    drr_sheet_figure(out / "drr", settings_names(settings), held_out, files / "drrs.png")
+    drawn = figure_names(settings_names(settings), held_out)
+    phantom_figure(out / "phantoms", drawn, held_out, files / "phantoms.png")
+    drr_sheet_figure(out / "drr", drawn, held_out, files / "drrs.png")
     per_view_psnr(rows, DATASET, files / "psnr_per_view.png")
     training_figure(out / "train", settings["device"], settings["seed"], files / "training.png")
     for patient in held_out:
@@ -179,11 +181,19 @@ def write_report(out: Path, settings: dict, held_out: Sequence[str], input_view:
     return out / "report.md"
 
 
-def phantom_figure(folder: Path, held_out: Sequence[str], path: Path) -> None:
-    """Central coronal and sagittal slice of every phantom, read back through drr's volume reader."""
+def figure_names(names: Sequence[str], held_out: Sequence[str]) -> list[str]:
+    """The phantoms the two sheets draw, in order: every held-out one and the first training ones,
+    FIGURE_PHANTOMS in all (a sheet of every phantom of a large population is too big to read)."""
+    training = [name for name in names if name not in held_out][:max(FIGURE_PHANTOMS - len(held_out), 0)]
+    return [name for name in names if name in held_out or name in training]
+
+
+def phantom_figure(folder: Path, names: Sequence[str], held_out: Sequence[str], path: Path) -> None:
+    """Central coronal and sagittal slice of the named phantoms, read back through drr's volume reader."""
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    cases = sorted(discover_cases(folder)[0], key=lambda case: case.case_id)
+    cases = sorted((case for case in discover_cases(folder)[0] if case.case_id in names),
+                   key=lambda case: case.case_id)
     figure, axes = plt.subplots(2, len(cases), figsize=(1.5 * len(cases), 3.4), squeeze=False,
                                 layout="constrained")
     for column, case in enumerate(cases):
@@ -202,7 +212,7 @@ def phantom_figure(folder: Path, held_out: Sequence[str], path: Path) -> None:
 
 
 def drr_sheet_figure(folder: Path, names: Sequence[str], held_out: Sequence[str], path: Path) -> None:
-    """DRRs of every phantom (rows) at a few angles (columns)."""
+    """DRRs of the named phantoms (rows) at a few angles (columns)."""
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     figure, axes = plt.subplots(len(names), len(DRR_SHEET_VIEWS),

@@ -30,6 +30,22 @@ def test_plan_holds_out_the_last_phantoms_and_names_real_commands():
     assert demo.shown(stages[5].command).startswith("umed-bench --table 1 --quick --config bench.yaml")
 
 
+def test_held_out_pair_is_the_7th_and_8th_phantom_at_any_larger_population():
+    assert replace(SETTINGS, phantoms=8).held_out() == ["phantom07", "phantom08"]
+    assert replace(SETTINGS, phantoms=22).held_out() == ["phantom07", "phantom08"]
+    assert replace(SETTINGS, phantoms=7).held_out() == ["phantom06", "phantom07"]
+    train = demo.shown(demo.plan(replace(SETTINGS, phantoms=22))[2].command)
+    assert "--holdout phantom07 phantom08 " in train
+
+
+def test_sheets_draw_the_held_out_phantoms_and_the_first_training_ones():
+    names = [f"phantom{i:02d}" for i in range(1, 23)]
+    drawn = demo_report.figure_names(names, ["phantom07", "phantom08"])
+    assert drawn == [f"phantom{i:02d}" for i in range(1, 9)]
+    assert demo_report.figure_names(names[:4], ["phantom03", "phantom04"]) == names[:4]
+    assert demo_report.figure_names(names, ["phantom21", "phantom22"]) == names[:6] + ["phantom21", "phantom22"]
+
+
 def test_bench_config_is_valid_for_umed_bench():
     config = parse_config(demo.bench_config(SETTINGS))
     dataset = config.datasets["phantoms"]
