@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Sequence
 
@@ -38,6 +40,7 @@ from .rng import physical_recon_generator
 from .uncertainty import build_weighting
 
 CALIBRATION_FILE = "calibration.json"
+MAX_RECON_WORKERS = 8
 
 
 def camera_for(cfg: ModelConfig, size: int) -> DrrCamera:
@@ -80,18 +83,34 @@ def projector_images(paths: dict[int, Path], size: int) -> tuple[torch.Tensor, t
     return to_release_orientation(stack), torch.tensor(views)
 
 
+def recon_workers(jobs: int) -> int:
+    """Patients one process reconstructs at once: one per core, up to MAX_RECON_WORKERS. The tomography's
+    grid sampling (its backward above all) keeps about one core busy, so one patient at a time leaves cores idle."""
+    return max(1, min(jobs, os.cpu_count() or 1, MAX_RECON_WORKERS))
+
+
 def _reconstruct_all(cfg, patients: dict, ctx: DistContext, seed: int, progress: bool) -> dict[str, torch.Tensor]:
-    """Each rank reconstructs every world_size-th patient; all ranks end with every volume."""
+    """Each rank reconstructs every world_size-th patient; all ranks end with every volume.
+
+    Every patient has its own random stream, so the volumes do not depend on how many run at once."""
     phys, camera = cfg.physical, camera_for(cfg, cfg.physical.train_size)
-    mine = {}
     names = sorted(patients)[ctx.rank::ctx.world_size]
-    for name in tqdm(names, desc="reconstruct", unit="patient", disable=not progress or not ctx.is_main):
+
+    def reconstruct(name: str) -> torch.Tensor:
         images, views = projector_images(patients[name], phys.train_size)
         stream = physical_recon_generator(seed, sorted(patients).index(name))
-        mine[name] = reconstruct_volume(images, views, camera, grid=phys.grid, n_samples=phys.samples,
-                                        steps=phys.recon_steps, lr=phys.recon_lr, views_per_step=phys.views_per_step,
-                                        mu_scale=phys.mu_scale, generator=stream)
-        mine[name] = clear_air(mine[name], phys.air_floor)
+        volume = reconstruct_volume(images, views, camera, grid=phys.grid, n_samples=phys.samples,
+                                    steps=phys.recon_steps, lr=phys.recon_lr, views_per_step=phys.views_per_step,
+                                    mu_scale=phys.mu_scale, generator=stream)
+        return clear_air(volume, phys.air_floor)
+
+    with ThreadPoolExecutor(recon_workers(len(names))) as pool, \
+            tqdm(total=len(names), desc="reconstruct", unit="patient", disable=not progress or not ctx.is_main) as bar:
+        futures = {name: pool.submit(reconstruct, name) for name in names}
+        for future in as_completed(futures.values()):
+            future.result()
+            bar.update()
+        mine = {name: future.result() for name, future in futures.items()}
     if ctx.world_size > 1:
         gathered = [None] * ctx.world_size
         dist.all_gather_object(gathered, mine)
