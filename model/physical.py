@@ -40,7 +40,7 @@ from .rng import physical_recon_generator
 from .uncertainty import build_weighting
 
 CALIBRATION_FILE = "calibration.json"
-MAX_RECON_WORKERS = 8
+MAX_PARALLEL_JOBS = 8
 
 
 def camera_for(cfg: ModelConfig, size: int) -> DrrCamera:
@@ -83,15 +83,28 @@ def projector_images(paths: dict[int, Path], size: int) -> tuple[torch.Tensor, t
     return to_release_orientation(stack), torch.tensor(views)
 
 
-def recon_workers(jobs: int) -> int:
-    """Patients one process reconstructs at once: one per core, up to MAX_RECON_WORKERS. The tomography's
-    grid sampling (its backward above all) keeps about one core busy, so one patient at a time leaves cores idle."""
-    return max(1, min(jobs, os.cpu_count() or 1, MAX_RECON_WORKERS))
+def parallel_workers(jobs: int) -> int:
+    """Independent jobs (tomographies, calibration fits) one process runs at once: one per core, up to
+    MAX_PARALLEL_JOBS. Their grid sampling (its backward above all) keeps about one core busy, so one job at a
+    time leaves cores idle."""
+    return max(1, min(jobs, os.cpu_count() or 1, MAX_PARALLEL_JOBS))
+
+
+def in_parallel(work, items: list, desc: str, unit: str, progress: bool) -> list:
+    """[work(item) for item in items], parallel_workers(len(items)) at a time in threads, results in the items'
+    order. Each call must be independent of the others (no shared random stream), so the results do not depend
+    on how many run at once."""
+    with ThreadPoolExecutor(parallel_workers(len(items))) as pool, \
+            tqdm(total=len(items), desc=desc, unit=unit, disable=not progress) as bar:
+        futures = [pool.submit(work, item) for item in items]
+        for future in as_completed(futures):
+            future.result()
+            bar.update()
+        return [future.result() for future in futures]
 
 
 def _reconstruct_all(cfg, patients: dict, ctx: DistContext, seed: int, progress: bool) -> dict[str, torch.Tensor]:
     """Each rank reconstructs every world_size-th patient; all ranks end with every volume.
-
     Every patient has its own random stream, so the volumes do not depend on how many run at once."""
     phys, camera = cfg.physical, camera_for(cfg, cfg.physical.train_size)
     names = sorted(patients)[ctx.rank::ctx.world_size]
@@ -104,13 +117,7 @@ def _reconstruct_all(cfg, patients: dict, ctx: DistContext, seed: int, progress:
                                     mu_scale=phys.mu_scale, generator=stream)
         return clear_air(volume, phys.air_floor)
 
-    with ThreadPoolExecutor(recon_workers(len(names))) as pool, \
-            tqdm(total=len(names), desc="reconstruct", unit="patient", disable=not progress or not ctx.is_main) as bar:
-        futures = {name: pool.submit(reconstruct, name) for name in names}
-        for future in as_completed(futures.values()):
-            future.result()
-            bar.update()
-        mine = {name: future.result() for name, future in futures.items()}
+    mine = dict(zip(names, in_parallel(reconstruct, names, "reconstruct", "patient", progress and ctx.is_main)))
     if ctx.world_size > 1:
         gathered = [None] * ctx.world_size
         dist.all_gather_object(gathered, mine)
@@ -200,19 +207,23 @@ def calibrate(cfg: ModelConfig, volumes: dict[str, torch.Tensor], patients: dict
     train_size, for every pose_prior candidate; pick the best mean novel-view PSNR. Never sees evaluation data."""
     phys, names = cfg.physical, sorted(volumes)
     scores = {str(c): [] for c in phys.pose_prior_candidates}
-    jobs = [(c, p, v) for c in phys.pose_prior_candidates
-            for p in calibration_patients(names, phys.calibration_patients) for v in phys.calibration_views]
     truths = {n: _patient_truth(patients[n], phys.train_size) for n in names}
     small_cfg = dataclasses.replace(cfg, image_size=phys.train_size)
-    for candidate, left_out, view in tqdm(jobs, desc="calibrate", unit="fit", disable=not progress):
+    jobs = [(c, p, v) for c in phys.pose_prior_candidates
+            for p in calibration_patients(names, phys.calibration_patients) for v in phys.calibration_views
+            if truths[p][1][v]]  # a view the patient's DRRs lack is not fitted
+
+    def fit(job: tuple) -> dict:
+        candidate, left_out, view = job
         truth, present = truths[left_out]
-        if not present[view]:
-            continue
         atlas = torch.stack([volumes[n] for n in names if n != left_out])
         state = fit_single_view(atlas, truth[view], view, small_cfg, None, perceptual, candidate)
         others = torch.stack([truths[n][0] for n in names if n != left_out])
-        scores[str(candidate)].append({"patient": left_out, "input_view": view,
-                                       **_loo_scores(state, truth, present, small_cfg, views_uint8(others.mean(0)))})
+        return {"patient": left_out, "input_view": view,
+                **_loo_scores(state, truth, present, small_cfg, views_uint8(others.mean(0)))}
+
+    for (candidate, _, _), row in zip(jobs, in_parallel(fit, jobs, "calibrate", "fit", progress)):
+        scores[str(candidate)].append(row)
     means = {c: float(np.mean([s["novel_view_psnr"] for s in rows])) for c, rows in scores.items() if rows}
     best = max(means, key=means.get)
     return {"method": "leave one training patient out, learned loss weights, at train_size",

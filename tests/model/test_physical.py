@@ -529,21 +529,21 @@ def test_atlas_does_not_depend_on_how_many_patients_are_reconstructed_at_once(ph
     patients = discover_drr_images(physical_drrs)
     atlases = []
     for workers in (1, 3):
-        monkeypatch.setattr(physical, "recon_workers", lambda jobs, n=workers: n)
+        monkeypatch.setattr(physical, "parallel_workers", lambda jobs, n=workers: n)
         atlases.append(physical._reconstruct_all(cfg, patients, DistContext(0, 1, torch.device("cpu")), 5, False))
     assert list(atlases[0]) == list(atlases[1]) == ["01", "02", "03"]
     assert all(torch.equal(atlases[0][name], atlases[1][name]) for name in atlases[0])
     assert atlases[0]["01"].std() > 0
 
 
-def test_recon_workers_one_per_core_within_the_cap(monkeypatch):
+def test_parallel_workers_one_per_core_within_the_cap(monkeypatch):
     from model import physical
     monkeypatch.setattr(physical.os, "cpu_count", lambda: 2)
-    assert [physical.recon_workers(jobs) for jobs in (0, 1, 2, 20)] == [1, 1, 2, 2]
+    assert [physical.parallel_workers(jobs) for jobs in (0, 1, 2, 20)] == [1, 1, 2, 2]
     monkeypatch.setattr(physical.os, "cpu_count", lambda: 64)
-    assert physical.recon_workers(20) == physical.MAX_RECON_WORKERS == 8
+    assert physical.parallel_workers(20) == physical.MAX_PARALLEL_JOBS == 8
     monkeypatch.setattr(physical.os, "cpu_count", lambda: None)
-    assert physical.recon_workers(20) == 1
+    assert physical.parallel_workers(20) == 1
 
 
 def test_calibration_patients_are_spread_over_the_ids():
