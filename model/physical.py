@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -84,10 +83,11 @@ def projector_images(paths: dict[int, Path], size: int) -> tuple[torch.Tensor, t
 
 
 def parallel_workers(jobs: int) -> int:
-    """Independent jobs (tomographies, calibration fits) one process runs at once: one per core, up to
-    MAX_PARALLEL_JOBS. Their grid sampling (its backward above all) keeps about one core busy, so one job at a
-    time leaves cores idle."""
-    return max(1, min(jobs, os.cpu_count() or 1, MAX_PARALLEL_JOBS))
+    """Independent jobs (tomographies, calibration fits) one process runs at once: one per core it may use, up
+    to MAX_PARALLEL_JOBS. Their grid sampling (its backward above all) keeps about one core busy, so one job at a
+    time leaves cores idle. The cores are torch's thread count, as in drr.cli: it honours OMP_NUM_THREADS, which
+    torchrun sets per rank."""
+    return max(1, min(jobs, torch.get_num_threads(), MAX_PARALLEL_JOBS))
 
 
 def in_parallel(work, items: list, desc: str, unit: str, progress: bool) -> list:

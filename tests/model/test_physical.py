@@ -538,11 +538,11 @@ def test_atlas_does_not_depend_on_how_many_patients_are_reconstructed_at_once(ph
 
 def test_parallel_workers_one_per_core_within_the_cap(monkeypatch):
     from model import physical
-    monkeypatch.setattr(physical.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(physical.torch, "get_num_threads", lambda: 2)
     assert [physical.parallel_workers(jobs) for jobs in (0, 1, 2, 20)] == [1, 1, 2, 2]
-    monkeypatch.setattr(physical.os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(physical.torch, "get_num_threads", lambda: 64)
     assert physical.parallel_workers(20) == physical.MAX_PARALLEL_JOBS == 8
-    monkeypatch.setattr(physical.os, "cpu_count", lambda: None)
+    monkeypatch.setattr(physical.torch, "get_num_threads", lambda: 1)   # OMP_NUM_THREADS=1, as torchrun sets
     assert physical.parallel_workers(20) == 1
 
 
