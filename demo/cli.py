@@ -35,9 +35,10 @@ from umed_common.errors import DISK_FULL_ERRNOS, UserError, cli_entry, disk_full
 from .phantoms import phantom_name
 from .report import write_report
 
-HELD_OUT = 2  # phantoms kept out of training and used for evaluation
-# The held-out pair starts at the 7th phantom whatever --phantoms is (the last two when there are fewer than 8),
-# so training on more phantoms never changes which two are evaluated and runs stay comparable.
+HELD_OUT = 2  # phantoms kept out of training and used for evaluation (--held-out)
+# The held-out phantoms start at the 7th whatever --phantoms is (the last ones when there are too few), so
+# training on more phantoms never changes which are evaluated and runs stay comparable. With --held-out 6 and
+# 26 phantoms, 07-12 are evaluated and 01-06, 13-26 train: the development protocol of the demo config.
 HELD_OUT_FROM = 6
 INPUT_VIEW = 0  # the one X-ray given to fine-tuning: view 0 (0 degrees)
 # 20 training phantoms: the shape prior of the demo config needs a population (issue 10's notes: with 6 the
@@ -60,13 +61,14 @@ class DemoSettings:
     config: str
     train_iters: int | None
     finetune_iters: int | None
+    held_out_count: int = HELD_OUT
 
     def phantom_names(self) -> list[str]:
         return [phantom_name(i) for i in range(self.phantoms)]
 
     def held_out(self) -> list[str]:
-        start = min(HELD_OUT_FROM, self.phantoms - HELD_OUT)
-        return self.phantom_names()[start:start + HELD_OUT]
+        start = min(HELD_OUT_FROM, self.phantoms - self.held_out_count)
+        return self.phantom_names()[start:start + self.held_out_count]
 
 
 @dataclass
@@ -132,7 +134,7 @@ def plan(settings: DemoSettings) -> list[Stage]:
               [*tool("drr-generate", "drr.cli"), "phantoms", "drr", "--preset", "knee", "--layout", "mednerf",
                "--projector", "fast", "--rows", str(settings.drr_size), "--cols", str(settings.drr_size),
                *device], ("drr",)),
-        Stage("train", f"training (config {settings.config}) on all but {HELD_OUT} phantoms",
+        Stage("train", f"training (config {settings.config}) on all but {settings.held_out_count} phantoms",
               [*tool("umed-train", "model.cli_train"), "--config", settings.config, "--data", "drr",
                "--out", "train", "--holdout", *settings.held_out(), *device, *seed, *train_iters], ("train",)),
         *finetunes,
@@ -272,8 +274,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add_device_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the phantoms, training and fine-tuning")
     parser.add_argument("--phantoms", type=int, default=DEFAULT_PHANTOMS,
-                        help=f"number of phantoms; the 7th and 8th (the last {HELD_OUT} when fewer) are held out, "
-                             f"the others train (default {DEFAULT_PHANTOMS})")
+                        help=f"number of phantoms; --held-out of them from the 7th on (the last ones when too few) "
+                             f"are held out, the others train (default {DEFAULT_PHANTOMS})")
+    parser.add_argument("--held-out", type=int, default=HELD_OUT,
+                        help=f"phantoms held out and evaluated, from the 7th on (default {HELD_OUT}: phantom07 "
+                             "and phantom08); more measure how often the model wins")
     parser.add_argument("--phantom-size", type=int, default=96, help="phantom voxels per side (default 96)")
     parser.add_argument("--drr-size", type=int, default=128, help="DRR side in pixels (default 128, as MedNeRF)")
     parser.add_argument("--config", default="demo",
@@ -285,8 +290,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def settings_from(args: argparse.Namespace) -> DemoSettings:
-    if args.phantoms < HELD_OUT + 2:
-        raise UserError(f"--phantoms {args.phantoms}: need at least {HELD_OUT + 2} ({HELD_OUT} are held out)")
+    if args.held_out < 1:
+        raise UserError(f"--held-out {args.held_out}: need at least 1")
+    # calibration leaves training phantoms out in turn, so training needs two
+    if args.phantoms < args.held_out + 2:
+        raise UserError(f"--phantoms {args.phantoms}: need at least {args.held_out + 2} ({args.held_out} are held out)")
     for flag, value, least in (("--train-iters", args.train_iters, 1), ("--finetune-iters", args.finetune_iters, 1),
                                ("--phantom-size", args.phantom_size, 16), ("--drr-size", args.drr_size, 16)):
         if value is not None and value < least:
@@ -295,7 +303,8 @@ def settings_from(args: argparse.Namespace) -> DemoSettings:
     device = str(resolve_device(args.device))
     return DemoSettings(seed=args.seed, phantoms=args.phantoms, phantom_size=args.phantom_size,
                         drr_size=args.drr_size, device=device,
-                        config=config, train_iters=args.train_iters, finetune_iters=args.finetune_iters)
+                        config=config, train_iters=args.train_iters, finetune_iters=args.finetune_iters,
+                        held_out_count=args.held_out)
 
 
 @cli_entry

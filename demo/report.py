@@ -101,8 +101,9 @@ def verdict(rows: pd.DataFrame) -> tuple[bool, str]:
                       f"({SHORT_LABELS[r.strongest_baseline]})" for r in model.itertuples())
     beats = bool(len(model)) and bool(model.wins.all())
     claim = "beats" if beats else "does NOT beat"
+    count = "" if beats else f"; it does on {int(model.wins.sum())} of {len(model)}"
     return beats, (f"Novel-view PSNR of the model {claim} the strongest baseline on every held-out "
-                   f"phantom by at least 1 dB with a higher SSIM ({parts}).")
+                   f"phantom by at least 1 dB with a higher SSIM{count} ({parts}).")
 
 
 def stage_blocks(records: Sequence[dict]) -> list[Block]:

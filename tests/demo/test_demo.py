@@ -38,6 +38,23 @@ def test_held_out_pair_is_the_7th_and_8th_phantom_at_any_larger_population():
     assert "--holdout phantom07 phantom08 " in train
 
 
+def test_more_held_out_phantoms_are_the_development_protocol():
+    six = replace(SETTINGS, phantoms=26, held_out_count=6)
+    assert six.held_out() == [f"phantom{i:02d}" for i in range(7, 13)]
+    stages = demo.plan(six)
+    assert "--holdout phantom07 phantom08 phantom09 phantom10 phantom11 phantom12 " in demo.shown(stages[2].command)
+    assert [s.name for s in stages[3:9]] == [f"finetune_phantom{i:02d}" for i in range(7, 13)]
+    assert demo.bench_config(six)["datasets"]["phantoms"]["eval_patients"] == six.held_out()
+    assert replace(SETTINGS, phantoms=5, held_out_count=3).held_out() == ["phantom03", "phantom04", "phantom05"]
+
+
+@pytest.mark.parametrize("argv, message", [(["--held-out", "0"], "--held-out 0: need at least 1"),
+                                           (["--phantoms", "8", "--held-out", "7"], "--phantoms 8: need at least 9")])
+def test_held_out_count_is_checked(argv, message):
+    with pytest.raises(UserError, match=message):
+        demo.settings_from(demo.parse_args(argv))
+
+
 def test_sheets_draw_the_held_out_phantoms_and_the_first_training_ones():
     names = [f"phantom{i:02d}" for i in range(1, 23)]
     drawn = demo_report.figure_names(names, ["phantom07", "phantom08"])
@@ -118,6 +135,7 @@ def test_verdict_is_the_benchmarks_against_the_strongest_baseline_per_phantom():
     psnr = dict(zip([(m, p) for p in "ab" for m in methods], [21.0, 18.0, 19.5, 12.0, 19.0, 18.0, 19.2, 12.0]))
     beats, sentence = demo_report.verdict(_scores(psnr))
     assert not beats and "does NOT beat" in sentence
+    assert "it does on 1 of 2 (" in sentence
     assert "b: 19.00 vs 19.20 dB (copy, mirrored far side)" in sentence
     beats, _ = demo_report.verdict(_scores({**psnr, (demo_report.MODEL, "b"): 20.3}))
     assert beats
