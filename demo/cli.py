@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Sequence
 
@@ -210,7 +210,9 @@ def prepare_out(out: Path, settings: DemoSettings, overwrite: bool) -> None:
                 target.unlink()
     elif state.is_file():
         before = json.loads(state.read_text(encoding="utf-8"))
-        changed = sorted(k for k, v in asdict(settings).items() if before.get(k) != v)
+        # a setting added since that run was made had its default then
+        defaults = {f.name: f.default for f in fields(DemoSettings) if f.default is not MISSING}
+        changed = sorted(k for k, v in asdict(settings).items() if before.get(k, defaults.get(k)) != v)
         if changed:
             raise UserError(f"{out}: made with other settings ({', '.join(changed)}); "
                             "pass --overwrite or choose another --out")

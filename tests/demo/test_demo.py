@@ -88,6 +88,15 @@ def test_output_folder_rules(tmp_path):
         demo.prepare_out(foreign, SETTINGS, overwrite=False)
 
 
+def test_a_run_made_before_held_out_count_existed_resumes_with_its_default(tmp_path):
+    earlier = {k: v for k, v in asdict(SETTINGS).items() if k != "held_out_count"}
+    (tmp_path / "demo.json").write_text(json.dumps(earlier))
+    demo.prepare_out(tmp_path, SETTINGS, overwrite=False)
+    (tmp_path / "demo.json").write_text(json.dumps(earlier))
+    with pytest.raises(UserError, match="other settings \\(held_out_count\\)"):
+        demo.prepare_out(tmp_path, replace(SETTINGS, held_out_count=3), overwrite=False)
+
+
 def test_finished_stage_is_skipped_only_for_the_same_commands(tmp_path):
     stage = demo.plan(SETTINGS)[1]
     assert demo.finished_record(stage, tmp_path) is None
