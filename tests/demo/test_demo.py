@@ -39,7 +39,7 @@ def test_held_out_pair_is_the_7th_and_8th_phantom_at_any_larger_population():
 
 
 def test_more_held_out_phantoms_are_the_development_protocol():
-    six = replace(SETTINGS, phantoms=26, held_out_count=6)
+    six = replace(SETTINGS, phantoms=40, held_out_count=6)
     assert six.held_out() == [f"phantom{i:02d}" for i in range(7, 13)]
     stages = demo.plan(six)
     assert "--holdout phantom07 phantom08 phantom09 phantom10 phantom11 phantom12 " in demo.shown(stages[2].command)
