@@ -163,13 +163,18 @@ def axis_closeness(depth_mm: torch.Tensor, sigma_mm: float) -> torch.Tensor:
     return torch.exp(-0.5 * (depth_mm / sigma_mm) ** 2)
 
 
+def central_ray(camera: DrrCamera, view: int) -> torch.Tensor:
+    """Unit vector (3,) along `view`'s central ray, source to detector, in mm (x, y, z)."""
+    frames = view_frames(camera.geometry, [view], dtype=torch.float64)
+    axis = (frames["detector_centre"][0] - frames["source"][0]).float()
+    return axis / axis.norm()
+
+
 def input_depth_mm(camera: DrrCamera, view: int, points: torch.Tensor) -> torch.Tensor:
     """Depth (mm) of box-normalised points (..., 3) along `view`'s central ray, from the isocentre (positive
     toward the detector) -> (...)."""
-    frames = view_frames(camera.geometry, [view], dtype=torch.float64)
-    axis = (frames["detector_centre"][0] - frames["source"][0]).float()
     isocentre = torch.tensor(camera.geometry.isocenter_mm, dtype=torch.float32)
-    return (points * (camera.box_mm / 2.0) - isocentre) @ (axis / axis.norm())
+    return (points * (camera.box_mm / 2.0) - isocentre) @ central_ray(camera, view)
 
 
 def closeness_at(camera: DrrCamera, view: int, points: torch.Tensor, sigma_mm: float) -> torch.Tensor | None:
@@ -386,12 +391,19 @@ def _input_modulation(state: AtlasState, camera: DrrCamera, points: torch.Tensor
 
 
 def render_integrals(state: AtlasState, camera: DrrCamera, n_samples: int, views=None, chunk: int = 4,
-                     progress=None) -> torch.Tensor:
-    """(V, S, S) line integrals of mu_A(x) g(u_K(x))^q(x) at `views` (default all), projector orientation."""
+                     progress=None, depth_shift_mm: float = 0.0) -> torch.Tensor:
+    """(V, S, S) line integrals of mu_A(x) g(u_K(x))^q(x) at `views` (default all), projector orientation.
+
+    depth_shift_mm moves the whole fitted patient (volume and gains together) this far along the input view's
+    central ray (positive toward the detector): the one thing the input view barely sees, so a diagnostic of
+    how much of the other views' error is the patient's unseen depth (benchmark.depth_study)."""
     views = list(range(camera.geometry.views)) if views is None else list(views)
+    shift = depth_shift_mm * central_ray(camera, state.input_view) / (camera.box_mm / 2.0)
     out = []
     for start in range(0, len(views), chunk):
         samples, step_mm = ray_samples(camera, views[start:start + chunk], n_samples)
+        if depth_shift_mm:
+            samples = samples - shift
         values = samples_of(state.volume, samples)
         out.append((values * modulation(state, camera, samples, values)).sum(dim=-1) * step_mm)
         if progress is not None:

@@ -303,6 +303,23 @@ def fit_physical(cfg: ModelConfig, payload: dict, path: Path, xray: np.ndarray, 
                  loss_weights, perceptual_weights=None, progress: bool = True, gain_steps: int | None = None,
                  psnr_target: float | None = None):
     """finetune_physical for a checkpoint already read (read_checkpoint's config and payload of `path`)."""
+    state, rows = fit_state(cfg, payload, path, xray, input_view_index=input_view_index, loss_weights=loss_weights,
+                            perceptual_weights=perceptual_weights, gain_steps=gain_steps, psnr_target=psnr_target)
+    input_view_index = state.input_view
+    camera = camera_for(cfg, cfg.image_size)
+    with tqdm(total=N_VIEWS, desc=f"{N_VIEWS} views", unit="view", disable=not progress) as bar:
+        integrals = render_integrals(state, camera, cfg.physical.render_samples,
+                                     progress=lambda done: bar.update(done - bar.n))
+    angle = camera.geometry.start_angle_deg + input_view_index * camera.geometry.angle_step_deg
+    return FinetuneResult(views_uint8(integrals), input_view_index, float(angle), history_frame(rows),
+                          attenuation=fitted_attenuation(state, camera).numpy(), box_mm=camera.box_mm)
+
+
+def fit_state(cfg: ModelConfig, payload: dict, path: Path, xray: np.ndarray, *, input_view_index: int | None,
+              loss_weights, perceptual_weights=None, gain_steps: int | None = None,
+              psnr_target: float | None = None) -> tuple[AtlasState, list[dict]]:
+    """The single-view fit of `fit_physical` without the rendering: (AtlasState, history rows); the input view
+    is searched when input_view_index is None (the state's input_view says which was used)."""
     if cfg.family != "physical":
         raise UserError(f"{path}: not a physical-family checkpoint")
     atlas = payload["atlas"].float()
@@ -318,13 +335,7 @@ def fit_physical(cfg: ModelConfig, payload: dict, path: Path, xray: np.ndarray, 
     rows: list[dict] = []
     state = fit_single_view(atlas, target, input_view_index, cfg, weights, perceptual, cfg.physical.pose_prior, rows,
                             psnr_target)
-    camera = camera_for(cfg, cfg.image_size)
-    with tqdm(total=N_VIEWS, desc=f"{N_VIEWS} views", unit="view", disable=not progress) as bar:
-        integrals = render_integrals(state, camera, cfg.physical.render_samples,
-                                     progress=lambda done: bar.update(done - bar.n))
-    angle = camera.geometry.start_angle_deg + input_view_index * camera.geometry.angle_step_deg
-    return FinetuneResult(views_uint8(integrals), input_view_index, float(angle), history_frame(rows),
-                          attenuation=fitted_attenuation(state, camera).numpy(), box_mm=camera.box_mm)
+    return state, rows
 
 
 def fitted_attenuation(state: AtlasState, camera: DrrCamera) -> torch.Tensor:

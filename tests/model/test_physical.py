@@ -627,3 +627,56 @@ def test_shape_prior_must_be_non_negative():
     from umed_common.errors import UserError
     with pytest.raises(UserError, match="shape_prior"):
         config_from_dict(tiny_config(shape_prior=-1.0))
+
+
+def test_depth_shift_moves_the_whole_fitted_patient_along_the_input_ray():
+    from model.atlas_fit import AtlasState, central_ray, render_integrals
+    grid = 16
+    camera = camera_from_preset("knee", 32, BOX_MM)
+    assert torch.allclose(central_ray(camera, 0), torch.tensor([-1.0, 0.0, 0.0]), atol=1e-6)  # view 0 looks along -x
+    volume = blob_volume(grid, **ASYMMETRIC)
+    volume[..., :2] = volume[..., -2:] = 0  # blob tails at the x faces would meet the box's zero padding
+    moved = torch.zeros_like(volume)  # the patient one voxel along -x (x is the last axis): M(x) = V(x + voxel)
+    moved[..., :-1] = volume[..., 1:]
+    state = AtlasState(volume, torch.ones(32, 32), 0, torch.ones(1), torch.zeros(4))
+    views = [9, 18, 27]
+    shifted = render_integrals(state, camera, 48, views=views, depth_shift_mm=BOX_MM / grid)
+    expected = render_integrals(dataclasses.replace(state, volume=moved), camera, 48, views=views)
+    assert torch.allclose(shifted, expected, atol=1e-5 * float(expected.max()))
+    plain = render_integrals(state, camera, 48, views=views)
+    assert (plain - shifted).abs().max() > 0.05 * plain.max()  # seen side-on (view 18), the move is visible
+    assert torch.equal(render_integrals(state, camera, 48, views=views, depth_shift_mm=0.0), plain)
+
+
+def test_depth_study_command(tmp_path, physical_drrs, capsys):
+    import pandas as pd
+    import yaml
+    from benchmark import depth_study
+    config = tmp_path / "tiny_physical.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(calibrate=False)))
+    run = tmp_path / "run"
+    assert cli_train.main(["--config", str(config), "--data", str(physical_drrs), "--out", str(run),
+                           "--holdout", "03", "--device", "cpu", "--no-progress"]) == 0
+    out = tmp_path / "study"
+    args = ["--checkpoint", str(run), "--data", str(physical_drrs), "--patients", "03", "--shifts", "-10", "10",
+            "--out", str(out), "--no-progress"]
+    assert depth_study.main(args) == 0
+    frame = pd.read_csv(out / "depth_study.csv")
+    model = frame[frame.method == depth_study.MODEL].sort_values("shift_mm")
+    assert model.shift_mm.tolist() == [-10.0, 0.0, 10.0]      # 0 (the product's render) is always there
+    assert set(frame.method) == {depth_study.MODEL, *(m for m in frame.method if m.startswith("baseline"))}
+    assert len(frame) == 3 + 3                                # and the three baselines
+    assert frame.psnr.notna().all() and (frame.ssim <= 1).all()
+    assert (out / "depth_study.png").stat().st_size > 0 and "oracle gain" in (out / "depth_study.md").read_text()
+    assert depth_study.main(args) == 2                        # exists: needs --overwrite
+    # interrupted after the patient's part was written: a rerun takes the part as it is
+    part = next((out / "parts").glob("03_*.csv"))
+    edited = pd.read_csv(part)
+    edited.loc[edited.shift_mm == 10.0, "psnr"] = 99.0
+    edited.to_csv(part, index=False)
+    (out / "depth_study.csv").unlink()
+    assert depth_study.main(args) == 0
+    assert 99.0 in pd.read_csv(out / "depth_study.csv").psnr.tolist()
+    capsys.readouterr()
+    assert depth_study.main(args[:-3] + ["--patients", "01", "--out", str(tmp_path / "other")]) == 2
+    assert "never saw" in capsys.readouterr().err                # a training patient is refused
