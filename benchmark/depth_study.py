@@ -18,28 +18,23 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+from model.atlas_fit import render_integrals, views_uint8
+from model.checkpoint import read_checkpoint, resolve_run
+from model.data import discover_drr_images
+from model.physical import camera_for, fit_state
+from umed_common.atomic import atomic_path, ensure_writable_dir, write_text_atomic
+from umed_common.errors import UserError, cli_entry
+from umed_common.protocol import N_VIEWS, copy_views
 
-from model.atlas_fit import render_integrals, views_uint8  # noqa: E402
-from model.checkpoint import read_checkpoint, resolve_run  # noqa: E402
-from model.data import discover_drr_images  # noqa: E402
-from model.physical import camera_for, fit_state  # noqa: E402
-from umed_common.atomic import atomic_path, ensure_writable_dir, write_text_atomic  # noqa: E402
-from umed_common.errors import UserError, cli_entry  # noqa: E402
-from umed_common.protocol import N_VIEWS, copy_views  # noqa: E402
-
-from .metrics import score_views  # noqa: E402
-from .single_view import (BASELINE_COPY, BASELINE_MEAN, BASELINE_MIRROR, PatientViews, load_patient,  # noqa: E402
-                          mean_training_views)
+from .metrics import score_views
+from .plots import depth_margins
+from .single_view import BASELINE_COPY, BASELINE_MEAN, BASELINE_MIRROR, PatientViews, load_patient, mean_training_views
 
 MODEL = "physical model"
-OUTPUTS = ("depth_study.csv", "depth_study.md", "depth_study.png", "parts")
 
 
 def novel_scores(renders: np.ndarray, truth: PatientViews, input_view: int) -> tuple[float, float]:
@@ -103,22 +98,6 @@ def summary_markdown(frame: pd.DataFrame, input_view: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_margins(frame: pd.DataFrame, path: Path) -> None:
-    model = margins(frame)
-    figure, axis = plt.subplots(figsize=(7, 4))
-    for patient, group in model.groupby("patient"):
-        group = group.sort_values("shift_mm")
-        axis.plot(group.shift_mm, group.margin_db, marker="o", label=patient)
-    axis.axhline(1.0, color="gray", linestyle="--", linewidth=1)
-    axis.axvline(0.0, color="gray", linestyle=":", linewidth=1)
-    axis.set(xlabel="fitted patient moved along the input view's central ray (mm); dotted: the product's render",
-             ylabel="margin over the strongest baseline (dB)", title="What the unseen depth is worth (dashed: +1 dB)")
-    axis.legend(fontsize=8)
-    with atomic_path(path, suffix=".png") as tmp:
-        figure.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-    plt.close(figure)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmark.depth_study", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="a physical-family training folder (or its model.pt)")
@@ -179,9 +158,10 @@ def main(argv=None) -> int:
     frame = pd.concat(frames, ignore_index=True)
     with atomic_path(out / "depth_study.csv") as tmp:
         frame.to_csv(tmp, index=False)
-    write_text_atomic(out / "depth_study.md", summary_markdown(frame, args.input_view))
-    plot_margins(frame, out / "depth_study.png")
-    print(summary_markdown(frame, args.input_view))
+    summary = summary_markdown(frame, args.input_view)
+    write_text_atomic(out / "depth_study.md", summary)
+    depth_margins(margins(frame), out / "depth_study.png")
+    print(summary)
     print(f"written: {out / 'depth_study.csv'}, depth_study.md, depth_study.png")
     return 0
 

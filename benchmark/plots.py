@@ -69,6 +69,21 @@ def generative_bars(summary: pd.DataFrame, dataset: str, path: Path) -> None:
     _save(figure, path)
 
 
+def depth_margins(margins: pd.DataFrame, path: Path) -> None:
+    """benchmark.depth_study: each patient's novel-view margin over its strongest baseline against the depth
+    shift of the fitted patient (columns patient, shift_mm, margin_db)."""
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for patient, group in margins.groupby("patient"):
+        group = group.sort_values("shift_mm")
+        axis.plot(group.shift_mm, group.margin_db, marker="o", label=patient)
+    axis.axhline(1.0, color="gray", linestyle="--", linewidth=1)
+    axis.axvline(0.0, color="gray", linestyle=":", linewidth=1)
+    axis.set(xlabel="fitted patient moved along the input view's central ray (mm); dotted: the product's render",
+             ylabel="margin over the strongest baseline (dB)", title="What the unseen depth is worth (dashed: +1 dB)")
+    axis.legend(fontsize=8)
+    _save(figure, path)
+
+
 def _row_label(label: str, width: int = 18) -> str:
     """A row's label in lines of at most `width` characters, broken after "baseline:": a line longer than the
     row is tall runs into the next row's label."""

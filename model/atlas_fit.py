@@ -398,11 +398,11 @@ def render_integrals(state: AtlasState, camera: DrrCamera, n_samples: int, views
     central ray (positive toward the detector): the one thing the input view barely sees, so a diagnostic of
     how much of the other views' error is the patient's unseen depth (benchmark.depth_study)."""
     views = list(range(camera.geometry.views)) if views is None else list(views)
-    shift = depth_shift_mm * central_ray(camera, state.input_view) / (camera.box_mm / 2.0)
+    shift = depth_shift_mm * central_ray(camera, state.input_view) / (camera.box_mm / 2.0) if depth_shift_mm else None
     out = []
     for start in range(0, len(views), chunk):
         samples, step_mm = ray_samples(camera, views[start:start + chunk], n_samples)
-        if depth_shift_mm:
+        if shift is not None:
             samples = samples - shift
         values = samples_of(state.volume, samples)
         out.append((values * modulation(state, camera, samples, values)).sum(dim=-1) * step_mm)

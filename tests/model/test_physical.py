@@ -664,7 +664,8 @@ def test_depth_study_command(tmp_path, physical_drrs, capsys):
     frame = pd.read_csv(out / "depth_study.csv")
     model = frame[frame.method == depth_study.MODEL].sort_values("shift_mm")
     assert model.shift_mm.tolist() == [-10.0, 0.0, 10.0]      # 0 (the product's render) is always there
-    assert set(frame.method) == {depth_study.MODEL, *(m for m in frame.method if m.startswith("baseline"))}
+    from benchmark.single_view import BASELINE_COPY, BASELINE_MEAN, BASELINE_MIRROR
+    assert set(frame.method) == {depth_study.MODEL, BASELINE_COPY, BASELINE_MEAN, BASELINE_MIRROR}
     assert len(frame) == 3 + 3                                # and the three baselines
     assert frame.psnr.notna().all() and (frame.ssim <= 1).all()
     assert (out / "depth_study.png").stat().st_size > 0 and "oracle gain" in (out / "depth_study.md").read_text()
