@@ -28,7 +28,8 @@ uncertainty-weighted losses (Eq. 5) or fixed weights (Table 3):
    90 deg away the slab is seen edge-on, so the fit keeps its net change along each detector row near 0.
 3. carving (air_level > 0): where the X-ray shows air, the gain is 0 (`carve_air`).
 4. far side (mirror_view_weight > 0, p = 1): a second gain f at the view 180 deg away, mu = mu_A g f, fitted
-   with the input mirrored left-right as a weak pseudo-view there (`fit_two_gains`).
+   with the input mirrored left-right as a weak pseudo-view there (`fit_two_gains`); optionally f is smooth,
+   bilinear between control points (far_gain_grid), since the pseudo-view's fine detail is not the far view's.
 """
 from __future__ import annotations
 
@@ -297,8 +298,10 @@ def fit_two_gains(volume: torch.Tensor, camera: DrrCamera, view: int, far_view: 
     a * render_K ~ target (S, S) (the loss of `weighting`) plus phys.mirror_view_weight x the MSE of
     a' * render_F against the target mirrored left-right: one view of a transmission image seen from behind is
     its mirror image in the parallel-beam limit, which the trivial "mirrored copy" answer relies on; here it
-    pulls the depth distribution of the change toward that, through the cone-beam rays. Both gains start at
-    `initial_gain` and 1; the last step is kept (or the first to reach psnr_target)."""
+    pulls the depth distribution of the change toward that, through the cone-beam rays. With
+    phys.far_gain_grid G > 0, f is bilinear between G x G control points (`control_map`): only the pseudo-view's
+    coarse content, since its fine detail is displaced by the cone beam. Both gains start at `initial_gain`
+    and 1; the last step is kept (or the first to reach psnr_target)."""
     samples, step_mm = ray_samples(camera, [view, far_view], phys.render_samples)
     values = samples_of(volume, samples)                                    # (2, S, S, n)
     lookups = [[detector_positions(camera, v, samples[k].reshape(-1, 3)) for v in (view, far_view)]
@@ -310,11 +313,16 @@ def fit_two_gains(volume: torch.Tensor, camera: DrrCamera, view: int, far_view: 
     mirrored = target.flip(-1)
     raw = raw_from_gain(initial_gain(values[0].sum(-1) * step_mm, target, phys.max_gain), phys.max_gain)
     raw = raw.requires_grad_(True)
-    raw_far = torch.zeros_like(raw, requires_grad=True)
+    grid = phys.far_gain_grid or raw.shape[-1]
+    raw_far = torch.zeros(grid, grid, requires_grad=True)
+
+    def far_gain(raw_far: torch.Tensor) -> torch.Tensor:
+        return bounded_gain(control_map(raw_far, raw.shape[-1]), phys.max_gain)
+
     optimiser = torch.optim.Adam([raw, raw_far, *weighting.parameters()], lr=phys.gain_lr)
     target_u8 = minmax_to_uint8(target.numpy())
     for iteration in range(1, steps + 1):
-        gain, far = bounded_gain(raw, phys.max_gain), bounded_gain(raw_far, phys.max_gain)
+        gain, far = bounded_gain(raw, phys.max_gain), far_gain(raw_far)
         rendered = [(values[k] * looked(gain, lookups[k][0]) * looked(far, lookups[k][1])).sum(-1) * step_mm
                     for k in range(2)]
         prediction = (fit_scale(rendered[0][None], target[None]) * rendered[0])[0]
@@ -324,7 +332,15 @@ def fit_two_gains(volume: torch.Tensor, camera: DrrCamera, view: int, far_view: 
         row = _row("gain", iteration, loss, loss_r, loss_mse, weighting, prediction, target_u8)
         if _log_then_step(row, rows, psnr_target, optimiser, total):
             break
-    return bounded_gain(raw.detach(), phys.max_gain), bounded_gain(raw_far.detach(), phys.max_gain)
+    return bounded_gain(raw.detach(), phys.max_gain), far_gain(raw_far.detach())
+
+
+def control_map(points: torch.Tensor, size: int) -> torch.Tensor:
+    """A (G, G) grid of control values over the detector -> the (size, size) map through them, bilinear; the
+    corner points sit on the corner pixels' centres (as `map_at` looks maps up). G = size returns the points."""
+    if points.shape[-1] == size:
+        return points
+    return F.interpolate(points[None, None], size=(size, size), mode="bilinear", align_corners=True)[0, 0]
 
 
 def _log_then_step(row: dict, rows: list | None, psnr_target: float | None, optimiser, objective) -> bool:

@@ -186,6 +186,11 @@ class PhysicalConfig:
     # left-right (the parallel-beam limit of a transmission image seen from behind), fitted by a second gain map
     # at that view's detector (model.atlas_fit.fit_two_gains); 0: off. Needs gain_depth_power 1
     mirror_view_weight: float = 0.0
+    # control points per detector side of that far gain (bilinear between them, in detector coordinates, so the
+    # same at every image size); 0: one per pixel. The pseudo-view is the parallel-beam limit: through the cone
+    # beam a structure's mirror image lands tens of pixels away from its far-side DRR at a chest's edges, so its
+    # fine detail is wrong and a per-pixel far gain paints it into the views around 180 deg
+    far_gain_grid: int = 0
     # single-view fit: 0 blends the atlas with softmax weights; > 0 writes the blend as the atlas mean plus its
     # principal components (model.atlas.population_modes) with this weight on |c|^2, c in standard deviations of
     # the population: a statistical shape model, which pulls toward the mean instead of letting one view pick a
@@ -393,6 +398,8 @@ def _validate_physical(phys: PhysicalConfig) -> None:
         if phys.mirror_view_weight > 0 and getattr(phys, name) != plain:
             raise UserError(f"config physical.mirror_view_weight: needs {name} {plain} "
                             "(the far gain is a plain factor)")
+    if phys.far_gain_grid < 0 or phys.far_gain_grid == 1:
+        raise UserError("config physical.far_gain_grid: must be 0 (one per pixel) or at least 2")
     priors = (phys.pose_prior, *phys.pose_prior_candidates)
     if not all(math.isfinite(p) and p >= 0 for p in priors) or not phys.pose_prior_candidates:
         raise UserError("config physical: pose_prior and its candidates must be non-negative numbers")

@@ -350,6 +350,28 @@ def test_mirror_view_pulls_the_far_side_toward_the_mirrored_input():
     assert far_error(renders[1.0][1]) < 0.8 * far_error(renders[0.0][1])
 
 
+def test_control_map_by_hand():
+    from model.atlas_fit import control_map
+    points = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
+    assert control_map(points, 3).flatten().tolist() == pytest.approx([0.0, 0.5, 1.0, 1.0, 1.5, 2.0, 2.0, 2.5, 3.0])
+    assert control_map(points, 2) is points                  # as many points as pixels: the map itself
+
+
+def test_far_gain_grid_makes_the_far_gain_bilinear_between_its_control_points():
+    atlas, target, camera = two_blob_fit_case()
+    curvature = {}
+    for grid in (0, 5):
+        cfg = config_from_dict(tiny_config(mirror_view_weight=1.0, gain_steps=20, far_gain_grid=grid))
+        far = fit_single_view(atlas, target, 9, cfg, None, build_perceptual("ssim"), 0.01).far_gain
+        assert far.shape == (32, 32)
+        raw = torch.atanh(far.double().log() / math.log(4.0))   # undo bounded_gain (max_gain 4)
+        # 5 points over 32 px: one every 31 / 4 = 7.75 px, so columns 0..7 lie between the first two points,
+        # where a bilinear map is linear along the rows: second differences centred on columns 1..6
+        curvature[grid] = float((raw[:, 0:6] - 2 * raw[:, 1:7] + raw[:, 2:8]).abs().max())
+    assert curvature[5] < 1e-4
+    assert curvature[0] > 1e-3                                    # one value per pixel: detail between them
+
+
 def test_clear_air_by_hand():
     from model.atlas import clear_air
     volume = torch.zeros(10, 10, 10)
@@ -428,8 +450,8 @@ def test_air_options_are_checked():
                 {"gain_depth_sigma_mm": -5.0}, {"gain_depth_sigma_mm": float("inf")},
                 {"mirror_view_weight": 1.0, "gain_depth_sigma_mm": 20.0}, {"detail_sigma_mm": -1.0},
                 {"detail_sigma_mm": float("inf")}, {"detail_sigma_mm": 8.0, "detail_scale_mm": 0.0},
-                {"mirror_view_weight": 1.0, "detail_sigma_mm": 8.0}):
-        with pytest.raises(UserError, match=r"physical\.(air_|outline|mirror_view|gain_depth_sigma|detail_)"):
+                {"mirror_view_weight": 1.0, "detail_sigma_mm": 8.0}, {"far_gain_grid": -1}, {"far_gain_grid": 1}):
+        with pytest.raises(UserError, match=r"physical\.(air_|outline|mirror_view|gain_depth_sigma|detail_|far_gain)"):
             config_from_dict(tiny_config(**bad))
 
 
