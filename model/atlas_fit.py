@@ -313,11 +313,12 @@ def fit_two_gains(volume: torch.Tensor, camera: DrrCamera, view: int, far_view: 
     mirrored = target.flip(-1)
     raw = raw_from_gain(initial_gain(values[0].sum(-1) * step_mm, target, phys.max_gain), phys.max_gain)
     raw = raw.requires_grad_(True)
-    grid = phys.far_gain_grid or raw.shape[-1]
+    size = target.shape[-1]
+    grid = phys.far_gain_grid or size
     raw_far = torch.zeros(grid, grid, requires_grad=True)
 
     def far_gain(raw_far: torch.Tensor) -> torch.Tensor:
-        return bounded_gain(control_map(raw_far, raw.shape[-1]), phys.max_gain)
+        return bounded_gain(control_map(raw_far, size), phys.max_gain)
 
     optimiser = torch.optim.Adam([raw, raw_far, *weighting.parameters()], lr=phys.gain_lr)
     target_u8 = minmax_to_uint8(target.numpy())
