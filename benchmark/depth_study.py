@@ -146,7 +146,7 @@ def main(argv=None) -> int:
     for patient in tqdm(args.patients, desc="depth study", unit="patient", disable=args.no_progress):
         part = parts / f"{patient}_view{args.input_view}.csv"
         if part.is_file():
-            frame = pd.read_csv(part)
+            frame = pd.read_csv(part, dtype={"patient": str})  # ids like 04 stay text
             if sorted(frame.shift_mm.dropna().unique()) == shifts:
                 frames.append(frame)
                 continue

@@ -10,7 +10,9 @@ import math
 from dataclasses import dataclass
 from dataclasses import field as _field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
+
+import yaml
 
 from umed_common.errors import UserError
 from umed_common.yaml_files import read_yaml
@@ -440,6 +442,26 @@ def config_to_dict(cfg: ModelConfig) -> dict:
             return [plain(v) for v in value]
         return value
     return plain(dataclasses.asdict(cfg))
+
+
+def with_settings(cfg: ModelConfig, assignments: Sequence[str]) -> ModelConfig:
+    """A copy of cfg with each 'section.key=value' set, the value read as YAML and checked as a config file's
+    values are (e.g. 'physical.far_gain_grid=16'); a bad assignment is a UserError naming it."""
+    data = config_to_dict(cfg)
+    for text in assignments:
+        key, sep, raw = text.partition("=")
+        *sections, name = key.strip().split(".")
+        node = data
+        for section in sections:
+            node = node.get(section) if isinstance(node, dict) else None
+        if not sep or not isinstance(node, dict) or name not in node or isinstance(node[name], dict):
+            raise UserError(f"setting {text!r}: use section.key=value with a key of the config "
+                            "(e.g. physical.far_gain_grid=16)")
+        try:
+            node[name] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise UserError(f"setting {text!r}: the value is not readable YAML") from None
+    return config_from_dict(data)
 
 
 def load_config(path_or_name: str | Path) -> ModelConfig:

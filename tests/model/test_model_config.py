@@ -1,6 +1,7 @@
 import pytest
 
-from model.config import CONFIG_DIR, config_from_dict, config_to_dict, load_config, parse_loss_weights
+from model.config import (CONFIG_DIR, config_from_dict, config_to_dict, load_config, parse_loss_weights,
+                          with_settings)
 from umed_common.errors import UserError
 
 
@@ -98,3 +99,18 @@ def test_fine_tuning_options_are_typed_and_checked_by_the_schema():
         with_finetune_options(defaults, {"view_step_deg": 0.0}, "--")
     with pytest.raises(UserError, match="config finetune.lr: must be a positive number"):
         config_from_dict({"finetune": {"lr": -1.0}})
+
+
+def test_settings_change_one_value_and_are_checked():
+    cfg = load_config("chest_cpu")
+    changed = with_settings(cfg, ["physical.far_gain_grid=0", "physical.calibration_views=[0]", "image_size=64"])
+    assert (changed.physical.far_gain_grid, changed.physical.calibration_views, changed.image_size) == (0, (0,), 64)
+    assert cfg.physical.far_gain_grid == 16 and cfg.image_size == 128         # the given config is untouched
+    assert changed.physical.mirror_view_weight == cfg.physical.mirror_view_weight and changed.name == cfg.name
+    assert with_settings(cfg, []) == cfg
+    for bad, message in (("physical.far_gain_grid=1", "far_gain_grid"),        # validated as a file's value
+                         ("physical.far_gain_grid=many", "expected an integer"),
+                         ("physical.nothing=3", "physical.nothing=3"), ("physical=3", "physical=3"),
+                         ("physical.far_gain_grid", "section.key=value"), ("physical.grid=[1", "YAML")):
+        with pytest.raises(UserError, match=message):
+            with_settings(cfg, [bad])

@@ -20,6 +20,7 @@ from model.drr_camera import (camera_from_preset, detector_positions, line_integ
                               to_release_orientation)
 from model.physical import fit_single_view
 from model.perceptual import build_perceptual
+from umed_common.errors import UserError
 from umed_common.measures import ncc
 
 BOX_MM = 200.0
@@ -444,7 +445,6 @@ def test_outlined_fit_reaches_the_input_view_with_air_outside_the_members():
 
 
 def test_air_options_are_checked():
-    from umed_common.errors import UserError
     for bad in ({"air_floor": -0.1}, {"air_level": 1.0}, {"air_floor": float("nan")}, {"outline_share": 1.5},
                 {"mirror_view_weight": -1.0}, {"mirror_view_weight": 1.0, "gain_depth_power": 2.0},
                 {"gain_depth_sigma_mm": -5.0}, {"gain_depth_sigma_mm": float("inf")},
@@ -703,3 +703,69 @@ def test_depth_study_command(tmp_path, physical_drrs, capsys):
     capsys.readouterr()
     assert depth_study.main(args[:-3] + ["--patients", "01", "--out", str(tmp_path / "other")]) == 2
     assert "never saw" in capsys.readouterr().err                # a training patient is refused
+
+
+def test_leave_one_out_command(tmp_path, physical_drrs, capsys):
+    import pandas as pd
+    import yaml
+    from benchmark import leave_one_out
+    from benchmark.metrics import score_views
+    from benchmark.single_view import BASELINE_COPY, BASELINE_MEAN, BASELINE_MIRROR, load_patient
+    from model.data import discover_drr_images
+    config = tmp_path / "tiny_physical.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(calibrate=False)))
+    run = tmp_path / "run"
+    assert cli_train.main(["--config", str(config), "--data", str(physical_drrs), "--out", str(run),
+                           "--holdout", "03", "--device", "cpu", "--no-progress"]) == 0
+    out = tmp_path / "loo"
+    args = ["--checkpoint", str(run), "--data", str(physical_drrs), "--views", "0", "18", "--out", str(out),
+            "--no-progress"]
+    assert leave_one_out.main(args) == 0
+    rows = pd.read_csv(out / "leave_one_out.csv", dtype={"patient": str})
+    assert sorted(rows.patient.unique()) == ["01", "02"]   # the run's training patients
+    assert set(rows.method) == {leave_one_out.MODEL, BASELINE_COPY, BASELINE_MEAN, BASELINE_MIRROR}
+    verdicts = pd.read_csv(out / "verdicts.csv")
+    assert len(verdicts) == 4 and (verdicts.method == leave_one_out.MODEL).all()
+    assert (out / "per_view_psnr.png").stat().st_size > 0 and "wins" in (out / "leave_one_out.md").read_text()
+    # with 01 left out, the mean training image is 02's DRRs: the other training patient, never 03
+    discovered = discover_drr_images(physical_drrs)
+    one, two = (load_patient(discovered[p], (32, 32)) for p in ("01", "02"))
+    novel = [v for v in range(72) if one.present[v] and v != 0]
+    expected = score_views(two.images[novel], one.images[novel])["psnr"].mean()
+    mean_rows = rows[(rows.method == BASELINE_MEAN) & (rows.patient == "01") & (rows.input_view == 0)
+                     & (rows.metric == "psnr") & (rows.view != 0)]
+    assert mean_rows.value.mean() == pytest.approx(expected)
+    # a changed setting is another study: refused without --overwrite, and it changes the fits
+    changed = args + ["--set", "physical.fit_steps=0"]
+    assert leave_one_out.main(changed) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert leave_one_out.main(changed + ["--overwrite"]) == 0
+    again = pd.read_csv(out / "verdicts.csv")
+    assert not np.allclose(again.psnr_novel, verdicts.psnr_novel)
+    # interrupted after a fit's part was written: a rerun with the same settings takes the part as it is
+    part = out / "parts" / "01_view0.csv"
+    edited = pd.read_csv(part)
+    edited.loc[(edited.method == leave_one_out.MODEL) & (edited.metric == "psnr"), "value"] = 99.0
+    edited.to_csv(part, index=False)
+    assert leave_one_out.main(changed) == 0
+    assert pd.read_csv(out / "verdicts.csv").psnr_novel.max() == pytest.approx(99.0)
+    capsys.readouterr()
+    other = args[:-3] + ["--out", str(tmp_path / "other"), "--no-progress"]
+    assert leave_one_out.main(other + ["--patients", "03"]) == 2       # never trained: nothing to leave out
+    assert "did not train" in capsys.readouterr().err
+    assert leave_one_out.main(other + ["--set", "physical.no_such_key=1"]) == 2
+    assert "physical.no_such_key=1" in capsys.readouterr().err
+
+
+def test_leaving_a_patient_out_drops_its_volume_only():
+    from benchmark.leave_one_out import without_patient
+    atlas = torch.arange(3.0)[:, None, None, None].expand(3, 2, 2, 2)
+    payload = {"atlas": atlas, "patients": ["01", "02", "03"], "seed": 4}
+    left = without_patient(payload, "02")
+    assert left["patients"] == ["01", "03"] and left["seed"] == 4
+    assert torch.equal(left["atlas"][:, 0, 0, 0], torch.tensor([0.0, 2.0]))
+    assert payload["patients"] == ["01", "02", "03"] and len(payload["atlas"]) == 3    # the run's is untouched
+    with pytest.raises(UserError, match="did not train"):
+        without_patient(payload, "04")
+    with pytest.raises(UserError, match="only training patient"):
+        without_patient({"atlas": atlas[:1], "patients": ["01"]}, "01")
