@@ -11,7 +11,7 @@ mean of the other training patients). This is how the physical configs' settings
 --set values on the training patients, never on the patients a table evaluates.
 
 Writes DIR/leave_one_out.csv (tidy, the columns of umed-bench's per-view rows), DIR/verdicts.csv (each fit
-against its strongest baseline), DIR/leave_one_out.md and DIR/per_view_psnr.png. Each fit's rows are kept in
+against its strongest baseline), DIR/leave_one_out.md and DIR/per_view_psnr.png (angles counted from each fit's input view). Each fit's rows are kept in
 DIR/parts/ as it finishes, so an interrupted study resumes; DIR/settings.json records what was fitted, and a
 study with other settings needs --overwrite. Fits run one after another on torch's threads (the single-view
 fit's result depends slightly on the thread count, so compare settings at the same one).
@@ -71,6 +71,12 @@ def fit_rows(cfg, payload: dict, path: Path, truth: PatientViews, others_mean: P
         rows += score_rows(stack, truth, ("paper",), dataset=DATASET, method=method, patient=patient,
                            input_view=view)
     return pd.DataFrame(rows)
+
+
+def from_input_view(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows with each view counted from its fit's input view (the input becomes view 0), so that fits of
+    different input views line up in the per-view plot."""
+    return rows.assign(view=(rows.view - rows.input_view) % N_VIEWS, input_view=0)
 
 
 def summary_markdown(verdicts: pd.DataFrame, settings: dict) -> str:
@@ -176,7 +182,7 @@ def main(argv=None) -> int:
         verdicts.to_csv(tmp, index=False)
     summary = summary_markdown(verdicts, settings)
     write_text_atomic(out / "leave_one_out.md", summary)
-    per_view_psnr(rows, DATASET, out / "per_view_psnr.png")
+    per_view_psnr(from_input_view(rows), DATASET, out / "per_view_psnr.png")
     print(summary)
     print(f"written: {out / 'leave_one_out.csv'}, verdicts.csv, leave_one_out.md, per_view_psnr.png")
     return 0
