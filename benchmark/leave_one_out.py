@@ -134,7 +134,10 @@ def _prepare_out(out: Path, settings: dict, overwrite: bool) -> Path:
     ensure_writable_dir(out)
     parts, record = out / "parts", out / "settings.json"
     if (out / "leave_one_out.csv").exists() or record.exists():
-        earlier = json.loads(record.read_text()) if record.exists() else None
+        try:
+            earlier = json.loads(record.read_text()) if record.exists() else None
+        except (OSError, ValueError):  # unreadable: treated as another study's
+            earlier = None
         if overwrite or earlier != settings:
             if not overwrite:
                 raise UserError(f"{out}: holds a study with other settings; pass --overwrite to replace it")

@@ -749,6 +749,8 @@ def test_leave_one_out_command(tmp_path, physical_drrs, capsys):
     edited.to_csv(part, index=False)
     assert leave_one_out.main(changed) == 0
     assert pd.read_csv(out / "verdicts.csv").psnr_novel.max() == pytest.approx(99.0)
+    (out / "settings.json").write_text("{broken")                      # unreadable: another study's
+    assert leave_one_out.main(changed) == 2
     capsys.readouterr()
     other = args[:-3] + ["--out", str(tmp_path / "other"), "--no-progress"]
     assert leave_one_out.main(other + ["--patients", "03"]) == 2       # never trained: nothing to leave out
