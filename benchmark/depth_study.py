@@ -28,11 +28,11 @@ from model.data import discover_drr_images
 from model.physical import camera_for, fit_state
 from umed_common.atomic import atomic_path, ensure_writable_dir, write_text_atomic
 from umed_common.errors import UserError, cli_entry
-from umed_common.protocol import N_VIEWS, copy_views
+from umed_common.protocol import N_VIEWS
 
 from .metrics import score_views
 from .plots import depth_margins
-from .single_view import BASELINE_COPY, BASELINE_MEAN, BASELINE_MIRROR, PatientViews, load_patient, mean_training_views
+from .single_view import PatientViews, baseline_views, load_patient, mean_training_views
 
 MODEL = "physical model"
 
@@ -71,11 +71,7 @@ def study_patient(cfg, payload, path: Path, truth: PatientViews, mean_views: Pat
         renders = views_uint8(render_integrals(state, camera, cfg.physical.render_samples, depth_shift_mm=shift))
         psnr, ssim = novel_scores(renders, truth, input_view)
         rows.append({"patient": patient, "shift_mm": shift, "method": MODEL, "psnr": psnr, "ssim": ssim})
-    baselines = {BASELINE_COPY: copy_views(truth.images[input_view], input_view, mirror_far_side=False),
-                 BASELINE_MIRROR: copy_views(truth.images[input_view], input_view, mirror_far_side=True)}
-    if mean_views is not None:
-        baselines[BASELINE_MEAN] = mean_views.images
-    for method, renders in baselines.items():
+    for method, renders in baseline_views(truth, input_view, mean_views).items():
         psnr, ssim = novel_scores(renders, truth, input_view)
         rows.append({"patient": patient, "shift_mm": np.nan, "method": method, "psnr": psnr, "ssim": ssim})
     return pd.DataFrame(rows)

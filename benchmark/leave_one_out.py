@@ -11,9 +11,9 @@ mean of the other training patients). This is how the physical configs' settings
 --set values on the training patients, never on the patients a table evaluates.
 
 Writes DIR/leave_one_out.csv (tidy, the columns of umed-bench's per-view rows), DIR/verdicts.csv (each fit
-against its strongest baseline), DIR/leave_one_out.md and DIR/per_view_psnr.png (angles counted from each fit's input view). Each fit's rows are kept in
-DIR/parts/ as it finishes, so an interrupted study resumes; DIR/settings.json records what was fitted, and a
-study with other settings needs --overwrite. Fits run one after another on torch's threads (the single-view
+against its strongest baseline), DIR/leave_one_out.md and DIR/per_view_psnr.png (angles counted from each
+fit's input view). Each fit's rows are kept in DIR/parts/ as it finishes, so an interrupted study resumes;
+DIR/settings.json records what was fitted, and a study with other settings needs --overwrite. Fits run one after another on torch's threads (the single-view
 fit's result depends slightly on the thread count, so compare settings at the same one).
 """
 from __future__ import annotations
@@ -32,16 +32,14 @@ from model.data import discover_drr_images
 from model.physical import camera_for, fit_state
 from umed_common.atomic import atomic_path, ensure_writable_dir, write_json_atomic, write_text_atomic
 from umed_common.errors import UserError, cli_entry
-from umed_common.protocol import N_VIEWS, copy_views
+from umed_common.protocol import N_VIEWS
 
 from .exports import novel_view_verdicts, verdict_markdown
 from .plots import per_view_psnr
-from .single_view import (BASELINE_COPY, BASELINE_MEAN, BASELINE_MIRROR, PatientViews, load_patient,
-                          mean_training_views, score_rows)
+from .single_view import BASELINES, PatientViews, baseline_views, load_patient, mean_training_views, score_rows
 
 DATASET = "leave-one-out"
 MODEL = "physical model"
-BASELINES = (BASELINE_COPY, BASELINE_MIRROR, BASELINE_MEAN)
 
 
 def without_patient(payload: dict, patient: str) -> dict:
@@ -62,10 +60,7 @@ def fit_rows(cfg, payload: dict, path: Path, truth: PatientViews, others_mean: P
     state, _ = fit_state(cfg, without_patient(payload, patient), path, truth.images[view], input_view_index=view,
                          loss_weights=loss_weights)
     renders = views_uint8(render_integrals(state, camera_for(cfg, cfg.image_size), cfg.physical.render_samples))
-    candidates = {MODEL: renders,
-                  BASELINE_COPY: copy_views(truth.images[view], view, mirror_far_side=False),
-                  BASELINE_MIRROR: copy_views(truth.images[view], view, mirror_far_side=True),
-                  BASELINE_MEAN: others_mean.images}
+    candidates = {MODEL: renders, **baseline_views(truth, view, others_mean)}
     rows = []
     for method, stack in candidates.items():
         rows += score_rows(stack, truth, ("paper",), dataset=DATASET, method=method, patient=patient,
@@ -164,16 +159,18 @@ def main(argv=None) -> int:
     parts = _prepare_out(out, settings, args.overwrite)
     size = (cfg.image_size, cfg.image_size)
     trained = set(payload["patients"])
-    frames = []
+    frames, loaded = [], {}
     jobs = [(p, v) for p in patients for v in args.views]
     for patient, view in tqdm(jobs, desc="leave one out", unit="fit", disable=args.no_progress):
         part = parts / f"{patient}_view{view}.csv"
         if part.is_file():
             frames.append(pd.read_csv(part, dtype={"patient": str}))  # ids like 01 stay text
             continue
-        untrained = tuple(p for p in discovered if p not in trained) + (patient,)
-        frame = fit_rows(cfg, payload, path, load_patient(discovered[patient], size),
-                         mean_training_views(discovered, untrained, size), patient, view, args.loss_weights)
+        if patient not in loaded:  # a patient's views share its DRRs and the others' mean: read them once
+            untrained = tuple(p for p in discovered if p not in trained) + (patient,)
+            loaded = {patient: (load_patient(discovered[patient], size),
+                                mean_training_views(discovered, untrained, size))}
+        frame = fit_rows(cfg, payload, path, *loaded[patient], patient, view, args.loss_weights)
         with atomic_path(part) as tmp:
             frame.to_csv(tmp, index=False)
         frames.append(frame)

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from umed_common.errors import UserError
 from umed_common.images import read_gray
 from umed_common.measures import resize_gray
-from umed_common.protocol import N_VIEWS, copy_views  # noqa: F401  (copy_views: public here too)
+from umed_common.protocol import N_VIEWS, copy_views
 
 from .config import BenchConfig, DatasetSpec, LossWeights, SingleViewSpec
 from .metrics import score_views
@@ -31,6 +31,7 @@ from .metrics import score_views
 BASELINE_COPY = "baseline: input copied"
 BASELINE_MEAN = "baseline: mean training image"
 BASELINE_MIRROR = "baseline: input, mirrored on the far side"
+BASELINES = (BASELINE_COPY, BASELINE_MIRROR, BASELINE_MEAN)  # the trivial answers a model must beat
 
 
 @dataclass
@@ -89,6 +90,16 @@ def mean_training_views(discovered: dict[str, dict[int, Path]], eval_patients: t
     present = count > 0
     total[present] /= count[present, None, None]
     return PatientViews(np.round(total).astype(np.uint8), present)
+
+
+def baseline_views(truth: PatientViews, view: int, mean_views: PatientViews | None) -> dict[str, np.ndarray]:
+    """The trivial answers to one patient's X-ray at `view`, each (72, H, W) uint8: the input copied, the input
+    copied and mirrored beyond 90 deg, and the mean training image (left out when mean_views is None)."""
+    baselines = {BASELINE_COPY: copy_views(truth.images[view], view, mirror_far_side=False),
+                 BASELINE_MIRROR: copy_views(truth.images[view], view, mirror_far_side=True)}
+    if mean_views is not None:
+        baselines[BASELINE_MEAN] = mean_views.images
+    return baselines
 
 
 def score_rows(renders: np.ndarray, truth: PatientViews, conventions: tuple[str, ...], **labels) -> list[dict]:
@@ -152,11 +163,7 @@ def run_dataset(spec: SingleViewSpec, dataset: DatasetSpec, config: BenchConfig,
     for patient in dataset.eval_patients if spec.baselines else ():
         truth = result.truth[(dataset.name, patient)]
         for view in dataset.input_views:
-            baselines = {BASELINE_COPY: copy_views(truth.images[view], view, mirror_far_side=False),
-                         BASELINE_MIRROR: copy_views(truth.images[view], view, mirror_far_side=True)}
-            if mean_views is not None:
-                baselines[BASELINE_MEAN] = mean_views.images
-            for method, renders in baselines.items():
+            for method, renders in baseline_views(truth, view, mean_views).items():
                 result.renders[(dataset.name, method, patient, view)] = renders
                 scored = PatientViews(truth.images, truth.present & (mean_views.present if method == BASELINE_MEAN
                                                                     else truth.present))

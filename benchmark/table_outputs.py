@@ -15,7 +15,7 @@ from .config import SingleViewSpec
 from .exports import (generative_markdown, novel_view_verdicts, single_view_markdown, summarise_generative,
                       summarise_single_view, verdict_markdown)
 from .generative import GenerativeResult
-from .single_view import BASELINE_COPY, BASELINE_MEAN, BASELINE_MIRROR, SingleViewResult
+from .single_view import BASELINES, SingleViewResult
 
 
 def _csv(frame: pd.DataFrame, path: Path) -> None:
@@ -34,7 +34,7 @@ def write_single_view(table: str, spec: SingleViewSpec, result: SingleViewResult
     _csv(summary, inside(folder, f"{table}_summary.csv"))
     _csv(pd.DataFrame(result.jobs), inside(folder, f"{table}_finetune_jobs.csv"))
     markdown = single_view_markdown(table, summary, spec.methods, spec.conventions)
-    verdicts = novel_view_verdicts(result.rows, (BASELINE_COPY, BASELINE_MIRROR, BASELINE_MEAN))
+    verdicts = novel_view_verdicts(result.rows, BASELINES)
     if not verdicts.empty:
         _csv(verdicts, inside(folder, f"{table}_novel_views.csv"))
         markdown += "\n" + verdict_markdown(verdicts)

@@ -20,14 +20,14 @@ import pandas as pd
 
 from benchmark.exports import novel_view_verdicts
 from benchmark.plots import contact_sheet, per_view_psnr
-from benchmark.single_view import (BASELINE_COPY, BASELINE_MEAN, BASELINE_MIRROR, load_patient,
-                                   mean_training_views, score_rows)
+from benchmark.single_view import (BASELINE_COPY, BASELINE_MEAN, BASELINE_MIRROR, BASELINES, baseline_views,
+                                   load_patient, mean_training_views, score_rows)
 from drr.volume_io import discover_cases, load_case
 from model.api import discover_drr_images, sample_images
 from umed_common.atomic import atomic_path, write_text_atomic
 from umed_common.errors import UserError
 from umed_common.images import read_gray
-from umed_common.protocol import N_VIEWS, VIEW_STEP_DEG, copy_views
+from umed_common.protocol import N_VIEWS, VIEW_STEP_DEG
 
 from .phantoms import phantom_name
 
@@ -38,7 +38,6 @@ WINDOW_HU = (-200.0, 1500.0)  # soft tissue to cortex
 FIGURE_PHANTOMS = 8  # phantoms drawn in the phantom and DRR sheets
 SHORT_LABELS = {MODEL: "model", BASELINE_COPY: "copy input", BASELINE_MIRROR: "copy, mirrored far side",
                 BASELINE_MEAN: "mean training"}
-BASELINES = (BASELINE_COPY, BASELINE_MIRROR, BASELINE_MEAN)
 FILES = "report_files"
 VIEW_FILE = re.compile(r"(\d{4})\.png$")
 
@@ -71,10 +70,7 @@ def score_held_out(out: Path, held_out: Sequence[str], input_view: int) -> tuple
     for patient in held_out:
         truth = load_patient(discovered[patient], size)
         renders = np.stack([read_gray(p) for p in rendered_views(out / "finetune" / patient).values()])
-        candidates = {MODEL: renders,
-                      BASELINE_COPY: copy_views(truth.images[input_view], input_view, mirror_far_side=False),
-                      BASELINE_MIRROR: copy_views(truth.images[input_view], input_view, mirror_far_side=True),
-                      BASELINE_MEAN: mean_views.images}
+        candidates = {MODEL: renders, **baseline_views(truth, input_view, mean_views)}
         for method, stack in candidates.items():
             images[(method, patient)] = stack
             rows += score_rows(stack, truth, ("paper",), dataset=DATASET, method=method, patient=patient,

@@ -670,15 +670,21 @@ def test_depth_shift_moves_the_whole_fitted_patient_along_the_input_ray():
     assert torch.equal(render_integrals(state, camera, 48, views=views, depth_shift_mm=0.0), plain)
 
 
-def test_depth_study_command(tmp_path, physical_drrs, capsys):
-    import pandas as pd
+def train_tiny_run(tmp_path, physical_drrs):
+    """A tiny uncalibrated physical run on patients 01 and 02 (03 held out): the studies' checkpoint."""
     import yaml
-    from benchmark import depth_study
     config = tmp_path / "tiny_physical.yaml"
     config.write_text(yaml.safe_dump(tiny_config(calibrate=False)))
     run = tmp_path / "run"
     assert cli_train.main(["--config", str(config), "--data", str(physical_drrs), "--out", str(run),
                            "--holdout", "03", "--device", "cpu", "--no-progress"]) == 0
+    return run
+
+
+def test_depth_study_command(tmp_path, physical_drrs, capsys):
+    import pandas as pd
+    from benchmark import depth_study
+    run = train_tiny_run(tmp_path, physical_drrs)
     out = tmp_path / "study"
     args = ["--checkpoint", str(run), "--data", str(physical_drrs), "--patients", "03", "--shifts", "-10", "10",
             "--out", str(out), "--no-progress"]
@@ -707,16 +713,11 @@ def test_depth_study_command(tmp_path, physical_drrs, capsys):
 
 def test_leave_one_out_command(tmp_path, physical_drrs, capsys):
     import pandas as pd
-    import yaml
     from benchmark import leave_one_out
     from benchmark.metrics import score_views
     from benchmark.single_view import BASELINE_COPY, BASELINE_MEAN, BASELINE_MIRROR, load_patient
     from model.data import discover_drr_images
-    config = tmp_path / "tiny_physical.yaml"
-    config.write_text(yaml.safe_dump(tiny_config(calibrate=False)))
-    run = tmp_path / "run"
-    assert cli_train.main(["--config", str(config), "--data", str(physical_drrs), "--out", str(run),
-                           "--holdout", "03", "--device", "cpu", "--no-progress"]) == 0
+    run = train_tiny_run(tmp_path, physical_drrs)
     out = tmp_path / "loo"
     args = ["--checkpoint", str(run), "--data", str(physical_drrs), "--views", "0", "18", "--out", str(out),
             "--no-progress"]
