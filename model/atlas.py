@@ -90,6 +90,15 @@ def similarity_matrix(pose: torch.Tensor, view_angle_deg: float) -> torch.Tensor
     return torch.cat([torch.diag(inverse_scale), -(inverse_scale * shift)[:, None]], dim=1)[None]
 
 
+def yaw_matrix(yaw_deg: float) -> torch.Tensor:
+    """(1, 3, 4) affine_grid matrix (output -> atlas) that turns a volume by yaw_deg about the rotation axis (the
+    volume's vertical axis through the isocentre), in the sense the views advance: the turned volume seen at view
+    angle a looks as the original does at a - yaw_deg."""
+    angle = math.radians(yaw_deg)
+    cos, sin = math.cos(angle), math.sin(angle)
+    return torch.tensor([[[cos, -sin, 0.0, 0.0], [sin, cos, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]]])
+
+
 def warp_volumes(volumes: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     """(n, D, H, W) volumes moved by the affine `matrix` (1, 3, 4) -> (n, D, H, W), zero outside."""
     grid = F.affine_grid(matrix.expand(len(volumes), -1, -1), (len(volumes), 1, *volumes.shape[1:]),

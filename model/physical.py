@@ -25,7 +25,8 @@ from umed_common.images import read_gray
 from umed_common.measures import psnr
 from umed_common.protocol import N_VIEWS, VIEW_STEP_DEG, copy_views
 
-from .atlas import clear_air, combine, cut_to_outline, reconstruct_volume, similarity_matrix, warp_volumes
+from .atlas import (clear_air, combine, cut_to_outline, reconstruct_volume, similarity_matrix, warp_volumes,
+                    yaw_matrix)
 from .atlas_fit import (AtlasState, axis_closeness, carve_air, closeness_at, fit_detail, fit_gain, fit_latent,
                         fit_two_gains, history_frame, input_depth_mm, modulation, render_integrals, views_uint8)
 from .checkpoint import check_identity, read_checkpoint, resolve_run, save_checkpoint
@@ -131,6 +132,8 @@ def fit_single_view(atlas: torch.Tensor, target: torch.Tensor, view: int, cfg: M
     phys = cfg.physical
     if phys.mirror_atlas:  # LPS x is the volume's last axis
         atlas = torch.cat([atlas, atlas.flip(-1)])
+    if phys.atlas_yaw_deg:
+        atlas = warp_volumes(atlas, yaw_matrix(phys.atlas_yaw_deg))
     weighting = build_weighting(weights, cfg.finetune.uncertainty_form)
     small = torch.nn.functional.interpolate(target[None, None], size=(phys.fit_size,) * 2, mode="area")[0, 0]
     members, pose, _ = fit_latent(atlas, small, camera_for(cfg, phys.fit_size), view, phys, weighting, perceptual,
