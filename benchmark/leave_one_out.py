@@ -85,7 +85,10 @@ def summary_markdown(verdicts: pd.DataFrame, settings: dict) -> str:
              f"- mean novel-view PSNR {model.psnr_novel.mean():.3f} dB, SSIM {model.ssim_novel.mean():.4f}",
              f"- margin over the strongest baseline: mean {model.margin_db.mean():+.2f} dB, worst "
              f"{model.margin_db.min():+.2f} dB; wins (+1 dB and a higher SSIM) {int(model.wins.sum())} of "
-             f"{len(model)}", "", verdict_markdown(verdicts)]
+             f"{len(model)}",
+             f"- novel views at which the model is above every baseline there: PSNR "
+             f"{int(model.views_psnr_ahead.sum())}, SSIM {int(model.views_ssim_ahead.sum())} of "
+             f"{int(model.novel_views.sum())}", "", verdict_markdown(verdicts)]
     return "\n".join(lines)
 
 

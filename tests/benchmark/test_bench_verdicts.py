@@ -27,3 +27,21 @@ def test_strongest_baseline_margin_and_ssim():
     close = rows({"model": (21.4, 0.80), "copy": (18.0, 0.70), "mirror": (20.5, 0.75)})
     assert not novel_view_verdicts(close, ("copy", "mirror")).iloc[0].wins  # only +0.9 dB
     assert "| NO |" in verdict_markdown(novel_view_verdicts(close, ("copy", "mirror")))
+
+
+def test_views_ahead_count_each_view_against_every_baseline_there():
+    """The model wins the mean (+1.5 dB over the mirror) but is behind the copy at view 1 and behind the mean
+    image's SSIM at view 3; the mean image has no score at view 2, so there only copy and mirror count."""
+    per_view = {"model": {1: (30.0, 0.90), 2: (25.0, 0.80), 3: (24.0, 0.70)},
+                "copy": {1: (31.0, 0.85), 2: (18.0, 0.60), 3: (15.0, 0.50)},
+                "mirror": {1: (28.0, 0.85), 2: (23.0, 0.75), 3: (23.5, 0.65)},
+                "mean": {1: (10.0, 0.50), 3: (12.0, 0.72)}}
+    table = pd.DataFrame([{"dataset": "knee", "patient": "04", "input_view": 0, "method": method, "view": view,
+                           "convention": "paper", "metric": metric, "value": value}
+                          for method, views in per_view.items()
+                          for view, (p, s) in {**views, 0: (99.0, 1.0)}.items()
+                          for metric, value in (("psnr", p), ("ssim", s))])
+    verdict = novel_view_verdicts(table, ("copy", "mirror", "mean")).iloc[0]
+    assert verdict.strongest_baseline == "mirror" and abs(verdict.margin_db - 1.5) < 1e-9
+    assert (verdict.novel_views, verdict.views_psnr_ahead, verdict.views_ssim_ahead) == (3, 2, 2)
+    assert "| 2 / 2 of 3 |" in verdict_markdown(novel_view_verdicts(table, ("copy", "mirror", "mean")))
