@@ -45,8 +45,8 @@ from scipy import ndimage
 from drr.geometry import view_frames
 from umed_common.images import minmax_to_uint8
 
-from .atlas import (bounded_gain, combine, fit_scale, population_modes, raw_from_gain, shape_weights, similarity_matrix,
-                    warp_volumes)
+from .atlas import (bounded_gain, clear_air, combine, fit_scale, population_modes, raw_from_gain, shape_weights,
+                    similarity_matrix, warp_volumes)
 from .config import PhysicalConfig
 from .drr_camera import DrrCamera, detector_positions, line_integrals, ray_samples, samples_of, to_release_orientation
 from .fit_result import input_view_metrics
@@ -155,6 +155,41 @@ def carve_air(gain: torch.Tensor, target: torch.Tensor, level: float) -> torch.T
     if level <= 0:
         return gain
     return torch.where(target > level, gain, torch.zeros_like(gain))
+
+
+def voxel_points(shape) -> torch.Tensor:
+    """Box-normalised centres (D, H, W, 3) of a (D, H, W) grid, in the (x, y, z) order of `samples_of`."""
+    axes = [(torch.arange(n, dtype=torch.float32) * 2 + 1) / n - 1 for n in shape]
+    z, y, x = torch.meshgrid(*axes, indexing="ij")
+    return torch.stack([x, y, z], dim=-1)
+
+
+def unfillable_rays(prior_integrals: torch.Tensor, cleared_integrals: torch.Tensor, target: torch.Tensor,
+                    level: float, max_gain: float) -> torch.Tensor:
+    """(S, S) bool: input rays whose X-ray pixel shows tissue (target > level, [0, 1]) that the cleared prior
+    cannot cast within the gain's bound, a L_c max_gain < target, with a the prior's closed-form scale."""
+    scale = fit_scale(prior_integrals[None], target[None])[0]
+    return (target > level) & (scale * cleared_integrals * max_gain < target)
+
+
+def clear_blend_floor(volume: torch.Tensor, camera: DrrCamera, view: int, target: torch.Tensor, fraction: float,
+                      level: float, max_gain: float, n_samples: int) -> torch.Tensor:
+    """The posed blend (D, H, W) with voxels below `fraction` of its 99th percentile set to air, except along
+    the input view's `unfillable_rays` (the X-ray (S, S) in [0, 1], projector orientation), where that floor is
+    all the prior has to fill the patient's silhouette with; fraction 0 keeps the blend.
+
+    The tomography's floor (about 1 % of soft tissue in the air around each member) sums across the box to a
+    haze of a few grey levels in the air of every other view, where DRRs are exactly 0 and SSIM's luminance
+    term punishes an offset hardest. Cleared everywhere (`atlas.clear_air` at training), it also leaves the rim
+    of a patient wider than the prior with nothing for the gain to scale (a knee's input view fell from 46 to
+    35 dB), hence the exception."""
+    if fraction <= 0:
+        return volume
+    cleared = clear_air(volume, fraction)
+    samples, step_mm = ray_samples(camera.at_size(target.shape[-1]), [view], n_samples)
+    prior, kept = (line_integrals(v, samples, step_mm)[0] for v in (volume, cleared))
+    keep = unfillable_rays(prior, kept, target, level, max_gain).to(volume.dtype)
+    return torch.where(gain_at(keep, camera, view, voxel_points(volume.shape)) > 0, volume, cleared)
 
 
 def axis_closeness(depth_mm: torch.Tensor, sigma_mm: float) -> torch.Tensor:

@@ -181,6 +181,10 @@ class PhysicalConfig:
     # single-view fit: input pixels at or below this fraction of the X-ray's maximum are air, so the volume along
     # their rays is cleared (model.atlas_fit.carve_air); 0 carves nothing
     air_level: float = 0.0
+    # single-view fit: voxels of the posed blend below this fraction of its 99th percentile become air, except
+    # along input rays that the cleared blend could not fill within max_gain (model.atlas_fit.clear_blend_floor);
+    # 0 keeps the blend's floor
+    blend_air_floor: float = 0.0
     # single-view fit: the posed blend is air where atlas members of less than this share of the blend weight
     # have tissue (model.atlas.cut_to_outline); 0 keeps the blend's soft outline
     outline_share: float = 0.0
@@ -390,7 +394,7 @@ def _validate_physical(phys: PhysicalConfig) -> None:
         raise UserError("config physical.max_gain: must be above 1")
     if not (math.isfinite(phys.gain_depth_power) and 1 <= phys.gain_depth_power <= 8):
         raise UserError("config physical.gain_depth_power: must be a number from 1 to 8")
-    for name in ("air_floor", "air_level", "outline_share"):
+    for name in ("air_floor", "air_level", "outline_share", "blend_air_floor"):
         if not (math.isfinite(getattr(phys, name)) and 0 <= getattr(phys, name) < 1):
             raise UserError(f"config physical.{name}: must be a fraction from 0 (off) to below 1")
     if not (math.isfinite(phys.atlas_yaw_deg) and abs(phys.atlas_yaw_deg) <= 180):

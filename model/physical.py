@@ -27,8 +27,9 @@ from umed_common.protocol import N_VIEWS, VIEW_STEP_DEG, copy_views
 
 from .atlas import (clear_air, combine, cut_to_outline, reconstruct_volume, similarity_matrix, warp_volumes,
                     yaw_matrix)
-from .atlas_fit import (AtlasState, axis_closeness, carve_air, closeness_at, fit_detail, fit_gain, fit_latent,
-                        fit_two_gains, history_frame, input_depth_mm, modulation, render_integrals, views_uint8)
+from .atlas_fit import (AtlasState, axis_closeness, carve_air, clear_blend_floor, closeness_at, fit_detail, fit_gain,
+                        fit_latent, fit_two_gains, history_frame, input_depth_mm, modulation, render_integrals,
+                        views_uint8)
 from .checkpoint import check_identity, read_checkpoint, resolve_run, save_checkpoint
 from .config import ModelConfig, parse_loss_weights
 from .data import discover_drr_images, select_patients, to_model_range
@@ -145,6 +146,8 @@ def fit_single_view(atlas: torch.Tensor, target: torch.Tensor, view: int, cfg: M
         volume = cut_to_outline(posed, members, combine(posed, members), phys.outline_share)
     else:
         volume = warp_volumes(combine(atlas, members)[None], similarity_matrix(pose, angle))[0]
+    volume = clear_blend_floor(volume, camera, view, target, phys.blend_air_floor, phys.air_level, phys.max_gain,
+                               phys.render_samples)
     if phys.mirror_view_weight > 0:
         far_view = (view + N_VIEWS // 2) % N_VIEWS
         gain, far_gain = fit_two_gains(volume, camera, view, far_view, target, phys, weighting, perceptual,

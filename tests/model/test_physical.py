@@ -444,14 +444,74 @@ def test_outlined_fit_reaches_the_input_view_with_air_outside_the_members():
     assert psnr > 28.0
 
 
+def test_voxel_points_and_unfillable_rays_by_hand():
+    from model.atlas_fit import unfillable_rays, voxel_points
+    points = voxel_points((1, 2, 4))
+    assert points.shape == (1, 2, 4, 3)
+    assert points[0, 0, :, 0].tolist() == [-0.75, -0.25, 0.25, 0.75]      # x along the last axis (W)
+    assert points[0, :, 0, 1].tolist() == [-0.5, 0.5] and points[0, 0, 0, 2] == 0.0
+    prior = torch.ones(2, 2)
+    target = torch.tensor([[0.5, 0.5], [0.5, 0.0]])
+    cleared = torch.tensor([[1.0, 0.1], [0.0, 0.0]])
+    # a = 1.5 / 4 = 0.375; a * cleared * 4 = [[1.5, 0.15], [0, 0]] against the target; the air pixel never counts
+    assert unfillable_rays(prior, cleared, target, 0.0, 4.0).tolist() == [[False, True], [True, False]]
+    assert unfillable_rays(prior, cleared, target, 0.6, 4.0).tolist() == [[False, False], [False, False]]
+
+
+def test_blend_floor_is_cleared_except_along_the_rays_only_it_can_fill():
+    from model.atlas_fit import clear_blend_floor
+    camera = camera_from_preset("knee", 32, BOX_MM)
+    narrow = blob_volume(24, [(0.0, 0.0, 0.0)], [(20.0, 20.0, 20.0)])
+    floor = 0.01 * float(torch.quantile(narrow.flatten(), 0.99))
+    volume = torch.where(narrow < floor, torch.full_like(narrow, floor), narrow)  # the tomography's floor in the air
+    tissue = volume >= 0.05 * float(torch.quantile(volume.flatten(), 0.99))
+    samples, step_mm = ray_samples(camera, [9], 64)
+
+    def xray(v):
+        integrals = line_integrals(v, samples, step_mm)[0]
+        return integrals / integrals.max()
+    # the patient is wider than the prior: its rim is filled by the floor alone, which stays along those rays
+    wide = clear_blend_floor(volume, camera, 9, xray(blob_volume(24, [(0.0, 0.0, 0.0)], [(30.0, 30.0, 30.0)])),
+                             0.05, 0.004, 4.0, 64)
+    rim = (wide > 0) & ~tissue
+    assert bool(rim.any()) and torch.equal(wide[rim], volume[rim]) and torch.equal(wide[tissue], volume[tissue])
+    assert float(wide[~tissue].eq(0).float().mean()) > 0.3    # and is air elsewhere
+    # a patient the cleared prior can cast: the whole floor goes, the tissue stays bit for bit
+    fits = clear_blend_floor(volume, camera, 9, xray(volume * tissue), 0.05, 0.004, 4.0, 64)
+    assert float(fits[~tissue].abs().max()) == 0.0 and torch.equal(fits[tissue], volume[tissue])
+    assert torch.equal(clear_blend_floor(volume, camera, 9, xray(narrow), 0.0, 0.004, 4.0, 64), volume)
+    # another view's air: the floor's haze is gone
+    far = ray_samples(camera, [27], 64)
+    air = line_integrals(narrow, *far)[0] < 1e-3 * float(line_integrals(narrow, *far)[0].max())
+    assert float(line_integrals(volume, *far)[0][air].min()) > 0
+    assert float(line_integrals(fits, *far)[0][air].max()) < 1e-3 * float(line_integrals(narrow, *far)[0].max())
+
+
+def test_fit_with_the_blend_floor_cleared_reaches_the_input_view_with_less_air_haze():
+    from model.atlas_fit import render_integrals
+    from umed_common.measures import minmax_to_uint8
+    atlas, target, camera = two_blob_fit_case()
+    atlas = atlas + 0.01 * torch.quantile(atlas.flatten(1), 0.99, dim=1)[:, None, None, None]  # a floor everywhere
+    states = {f: fit_single_view(atlas, target, 9, config_from_dict(tiny_config(blend_air_floor=f, gain_steps=40)),
+                                 None, build_perceptual("ssim"), 0.01) for f in (0.0, 0.05)}
+    air = {f: float(state.volume.eq(0).float().mean()) for f, state in states.items()}
+    assert air[0.05] > air[0.0] + 0.2
+    rendered = render_integrals(states[0.05], camera, 48, views=[9, 27])
+    psnr, _ = input_view_metrics(rendered[0], minmax_to_uint8(target.numpy()))
+    assert psnr > 28.0
+    before = render_integrals(states[0.0], camera, 48, views=[27])[0]
+    assert float(rendered[1].min()) < 0.2 * float(before.min())  # the far view's emptiest ray: the floor is gone
+
+
 def test_air_options_are_checked():
     for bad in ({"air_floor": -0.1}, {"air_level": 1.0}, {"air_floor": float("nan")}, {"outline_share": 1.5},
                 {"mirror_view_weight": -1.0}, {"mirror_view_weight": 1.0, "gain_depth_power": 2.0},
                 {"gain_depth_sigma_mm": -5.0}, {"gain_depth_sigma_mm": float("inf")},
                 {"mirror_view_weight": 1.0, "gain_depth_sigma_mm": 20.0}, {"detail_sigma_mm": -1.0},
                 {"detail_sigma_mm": float("inf")}, {"detail_sigma_mm": 8.0, "detail_scale_mm": 0.0},
-                {"mirror_view_weight": 1.0, "detail_sigma_mm": 8.0}, {"far_gain_grid": -1}, {"far_gain_grid": 1}):
-        with pytest.raises(UserError, match=r"physical\.(air_|outline|mirror_view|gain_depth_sigma|detail_|far_gain)"):
+                {"mirror_view_weight": 1.0, "detail_sigma_mm": 8.0}, {"far_gain_grid": -1}, {"far_gain_grid": 1},
+                {"blend_air_floor": -0.01}, {"blend_air_floor": 1.0}):
+        with pytest.raises(UserError, match=r"physical\.(air_|outline|mirror_view|gain_depth_sigma|detail_|far_gain|blend_air)"):
             config_from_dict(tiny_config(**bad))
 
 
