@@ -29,7 +29,7 @@ from .atlas import (clear_air, combine, cut_to_outline, reconstruct_volume, simi
                     yaw_matrix)
 from .atlas_fit import (AtlasState, axis_closeness, carve_air, clear_blend_floor, closeness_at, fit_detail, fit_gain,
                         fit_latent, fit_two_gains, history_frame, input_depth_mm, modulation, render_integrals,
-                        views_uint8)
+                        views_uint8, voxel_points)
 from .checkpoint import check_identity, read_checkpoint, resolve_run, save_checkpoint
 from .config import ModelConfig, parse_loss_weights
 from .data import discover_drr_images, select_patients, to_model_range
@@ -346,9 +346,7 @@ def fit_state(cfg: ModelConfig, payload: dict, path: Path, xray: np.ndarray, *, 
 
 def fitted_attenuation(state: AtlasState, camera: DrrCamera) -> torch.Tensor:
     """(D, H, W) mu per mm of the fitted patient on the atlas grid: mu_A(x) g(u_K(x))^q(x)."""
-    axes = [(torch.arange(n, dtype=torch.float32) + 0.5) / n * 2 - 1 for n in state.volume.shape]
-    z, y, x = torch.meshgrid(*axes, indexing="ij")
-    return state.volume * modulation(state, camera, torch.stack([x, y, z], -1), state.volume)
+    return state.volume * modulation(state, camera, voxel_points(state.volume.shape), state.volume)
 
 
 def sample_atlas_images(checkpoint, n: int, *, seed: int = 0) -> np.ndarray:
