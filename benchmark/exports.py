@@ -152,7 +152,7 @@ def novel_view_verdicts(rows: pd.DataFrame, baselines: tuple[str, ...], margin_d
         base = case[case.index.isin(baselines)]
         if base.empty:
             continue
-        strongest = base.psnr.max()
+        strongest_psnr = base.psnr.max()
         views = per_view.loc[(dataset, patient, view)]
         best_per_view = views[[b for b in baselines if b in views.columns]].max(axis=1)
         for method in case.index.difference(base.index):
@@ -160,9 +160,9 @@ def novel_view_verdicts(rows: pd.DataFrame, baselines: tuple[str, ...], margin_d
             ahead = {m: int((views.loc[m, method] > best_per_view.loc[m]).sum()) for m in ("psnr", "ssim")}
             out.append({"dataset": dataset, "patient": patient, "input_view": view, "method": method,
                         "psnr_novel": psnr, "ssim_novel": ssim_value, "strongest_baseline": base.psnr.idxmax(),
-                        "baseline_psnr": strongest, "best_baseline_ssim": base.ssim.max(),
-                        "margin_db": psnr - strongest,
-                        "wins": bool(psnr >= strongest + margin_db and ssim_value > base.ssim.max()),
+                        "baseline_psnr": strongest_psnr, "best_baseline_ssim": base.ssim.max(),
+                        "margin_db": psnr - strongest_psnr,
+                        "wins": bool(psnr >= strongest_psnr + margin_db and ssim_value > base.ssim.max()),
                         "novel_views": int(views.loc["psnr", method].notna().sum()),
                         "views_psnr_ahead": ahead["psnr"], "views_ssim_ahead": ahead["ssim"]})
     return pd.DataFrame(out)
