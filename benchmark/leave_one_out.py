@@ -98,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, help="folder of the run's training DRRs (all 72 views)")
     parser.add_argument("--patients", nargs="+", help="training patients to leave out in turn (default: all)")
     parser.add_argument("--views", type=int, nargs="+", default=[0, 18], help="input views (default: 0 18)")
-    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="change one config value for the fits (repeatable), e.g. physical.far_gain_grid=0")
+    parser.add_argument("--set", dest="settings", action="extend", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
+                        help="change config values for the fits (one or more, and repeatable), e.g. "
+                             "physical.far_gain_grid=0 physical.mirror_view_weight=1")
     parser.add_argument("--loss-weights", default="learned", help="learned (Eq. 5) or fixed 'w_r,w_mse'")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier study in --out")

@@ -856,6 +856,16 @@ def test_leave_one_out_command(tmp_path, physical_drrs, capsys):
     assert "physical.no_such_key=1" in capsys.readouterr().err
 
 
+def test_leave_one_out_takes_several_settings_after_one_set_and_repeated():
+    from benchmark.leave_one_out import build_parser
+    args = build_parser().parse_args(["--checkpoint", "RUN", "--data", "D", "--out", "O", "--set",
+                                      "physical.far_gain_grid=16", "physical.detail_sigma_mm=0",
+                                      "--set", "physical.mirror_view_weight=1"])
+    assert args.settings == ["physical.far_gain_grid=16", "physical.detail_sigma_mm=0",
+                             "physical.mirror_view_weight=1"]
+    assert build_parser().parse_args(["--checkpoint", "RUN", "--data", "D", "--out", "O"]).settings == []
+
+
 def test_leaving_a_patient_out_drops_its_volume_only():
     from benchmark.leave_one_out import without_patient
     atlas = torch.arange(3.0)[:, None, None, None].expand(3, 2, 2, 2)
