@@ -1,12 +1,14 @@
 """How much of a single-view fit's novel-view error is the patient's depth, which one view does not see.
 
     python -m benchmark.depth_study --checkpoint RUN --data DRR_DIR --patients phantom07 phantom08
-        [--input-view 0] [--shifts -12 -6 0 6 12] --out DIR [--overwrite] [--no-progress]
+        [--input-view 0] [--shifts -12 -6 0 6 12] [--leave-out] --out DIR [--overwrite] [--no-progress]
 
 Each held-out patient's X-ray (its DRR at --input-view) is fitted once, as `umed-finetune` fits it (physical
 family). The whole fitted patient, volume and gains together, is then rendered again moved by each shift along
 the input view's central ray (`model.atlas_fit.render_integrals`), and each rotation is scored on the views other
 than the input (paper convention) beside the three baselines. Shift 0 is the product's own render.
+With --leave-out the patients are the run's training patients, each fitted with its own volume dropped from
+the atlas and scored beside the others' mean image, as `benchmark.leave_one_out` fits them.
 
 The best shift per patient is an oracle: it is picked by looking at the ground truth. The gap between it and
 shift 0 is what knowing the patient's depth would be worth, an upper bound for any depth cue, not a method.
@@ -32,6 +34,7 @@ from umed_common.protocol import N_VIEWS
 
 from .metrics import score_views
 from .plots import depth_margins
+from .leave_one_out import without_patient
 from .single_view import PatientViews, baseline_views, load_patient, mean_training_views
 
 MODEL = "physical model"
@@ -62,7 +65,8 @@ def margins(frame: pd.DataFrame) -> pd.DataFrame:
 
 def study_patient(cfg, payload, path: Path, truth: PatientViews, mean_views: PatientViews | None, patient: str,
                   input_view: int, shifts: list[float]) -> pd.DataFrame:
-    """One patient's rows: the model at every shift (mm) and the three baselines (shift_mm empty)."""
+    """One patient's rows: the model at every shift (mm) and the three baselines (shift_mm empty). payload is
+    the atlas the patient is fitted with (for a training patient, `leave_one_out.without_patient`'s)."""
     state, _ = fit_state(cfg, payload, path, truth.images[input_view], input_view_index=input_view,
                          loss_weights="learned")
     camera = camera_for(cfg, cfg.image_size)
@@ -102,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input-view", type=int, default=0, help="DRR view index given as the X-ray (default 0)")
     parser.add_argument("--shifts", type=float, nargs="+", default=[-12.0, -6.0, 0.0, 6.0, 12.0],
                         help="depth shifts in mm (0 is always added)")
+    parser.add_argument("--leave-out", action="store_true",
+                        help="the patients trained the run: fit each without its own atlas volume")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier study in --out")
     parser.add_argument("--no-progress", action="store_true")
@@ -123,8 +129,12 @@ def main(argv=None) -> int:
     for patient in args.patients:
         if patient not in discovered:
             raise UserError(f"patient {patient} not in {args.data} (found {', '.join(sorted(discovered)) or 'none'})")
-        if patient in trained:
-            raise UserError(f"patient {patient} trained {path}: a held-out score needs a patient it never saw")
+        if args.leave_out and patient not in trained:
+            raise UserError(f"patient {patient} did not train {path}: --leave-out is for its training patients "
+                            f"({', '.join(sorted(trained))})")
+        if not args.leave_out and patient in trained:
+            raise UserError(f"patient {patient} trained {path}: a held-out score needs a patient it never saw "
+                            "(or --leave-out)")
         if args.input_view not in discovered[patient]:
             raise UserError(f"patient {patient} has no view {args.input_view} in {args.data}")
     out = Path(args.out)
@@ -137,7 +147,6 @@ def main(argv=None) -> int:
             old.unlink()
     size = (cfg.image_size, cfg.image_size)
     untrained = tuple(p for p in discovered if p not in trained)
-    mean_views = mean_training_views(discovered, untrained, size) if trained else None
     frames = []
     for patient in tqdm(args.patients, desc="depth study", unit="patient", disable=args.no_progress):
         part = parts / f"{patient}_view{args.input_view}.csv"
@@ -146,7 +155,10 @@ def main(argv=None) -> int:
             if sorted(frame.shift_mm.dropna().unique()) == shifts:
                 frames.append(frame)
                 continue
-        frame = study_patient(cfg, payload, path, load_patient(discovered[patient], size), mean_views, patient,
+        atlas = without_patient(payload, patient) if args.leave_out else payload
+        others = untrained + ((patient,) if args.leave_out else ())
+        mean_views = mean_training_views(discovered, others, size) if trained else None
+        frame = study_patient(cfg, atlas, path, load_patient(discovered[patient], size), mean_views, patient,
                               args.input_view, shifts)
         with atomic_path(part) as tmp:
             frame.to_csv(tmp, index=False)

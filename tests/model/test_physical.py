@@ -805,6 +805,15 @@ def test_depth_study_command(tmp_path, physical_drrs, capsys):
     capsys.readouterr()
     assert depth_study.main(args[:-3] + ["--patients", "01", "--out", str(tmp_path / "other")]) == 2
     assert "never saw" in capsys.readouterr().err                # a training patient is refused
+    # ... unless it is left out of the atlas, as leave_one_out fits it; then a held-out patient is refused
+    left = args[:-3] + ["--no-progress", "--leave-out", "--shifts", "5",
+                        "--patients", "01", "--out", str(tmp_path / "left")]
+    assert depth_study.main(left) == 0
+    frame = pd.read_csv(tmp_path / "left" / "depth_study.csv", dtype={"patient": str})
+    assert set(frame.patient) == {"01"} and len(frame) == 2 + 3 and frame.psnr.notna().all()
+    capsys.readouterr()
+    assert depth_study.main(left[:-4] + ["--patients", "03", "--out", str(tmp_path / "left2")]) == 2
+    assert "did not train" in capsys.readouterr().err
 
 
 def test_leave_one_out_command(tmp_path, physical_drrs, capsys):
