@@ -32,9 +32,9 @@ from umed_common.atomic import atomic_path, ensure_writable_dir, write_text_atom
 from umed_common.errors import UserError, cli_entry
 from umed_common.protocol import N_VIEWS
 
+from .leave_one_out import without_patient
 from .metrics import score_views
 from .plots import depth_margins
-from .leave_one_out import without_patient
 from .single_view import PatientViews, baseline_views, load_patient, mean_training_views
 
 MODEL = "physical model"
@@ -147,7 +147,7 @@ def main(argv=None) -> int:
             old.unlink()
     size = (cfg.image_size, cfg.image_size)
     untrained = tuple(p for p in discovered if p not in trained)
-    frames = []
+    frames, means = [], {}  # the others' mean image per set of patients it leaves out, read once
     for patient in tqdm(args.patients, desc="depth study", unit="patient", disable=args.no_progress):
         part = parts / f"{patient}_view{args.input_view}.csv"
         if part.is_file():
@@ -157,8 +157,9 @@ def main(argv=None) -> int:
                 continue
         atlas = without_patient(payload, patient) if args.leave_out else payload
         others = untrained + ((patient,) if args.leave_out else ())
-        mean_views = mean_training_views(discovered, others, size) if trained else None
-        frame = study_patient(cfg, atlas, path, load_patient(discovered[patient], size), mean_views, patient,
+        if others not in means:
+            means[others] = mean_training_views(discovered, others, size) if trained else None
+        frame = study_patient(cfg, atlas, path, load_patient(discovered[patient], size), means[others], patient,
                               args.input_view, shifts)
         with atomic_path(part) as tmp:
             frame.to_csv(tmp, index=False)
