@@ -68,12 +68,6 @@ def fit_rows(cfg, payload: dict, path: Path, truth: PatientViews, others_mean: P
     return pd.DataFrame(rows)
 
 
-def from_input_view(rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows with each view counted from its fit's input view (the input becomes view 0), so that fits of
-    different input views line up in the per-view plot."""
-    return rows.assign(view=(rows.view - rows.input_view) % N_VIEWS, input_view=0)
-
-
 def summary_markdown(verdicts: pd.DataFrame, settings: dict) -> str:
     """The study's settings, its totals, then each fit against its strongest baseline."""
     model = verdicts[verdicts.method == MODEL]
@@ -186,7 +180,7 @@ def main(argv=None) -> int:
         verdicts.to_csv(tmp, index=False)
     summary = summary_markdown(verdicts, settings)
     write_text_atomic(out / "leave_one_out.md", summary)
-    per_view_psnr(from_input_view(rows), DATASET, out / "per_view_psnr.png")
+    per_view_psnr(rows, DATASET, out / "per_view_psnr.png", from_input=True)
     print(summary)
     print(f"written: {out / 'leave_one_out.csv'}, verdicts.csv, leave_one_out.md, per_view_psnr.png")
     return 0

@@ -12,8 +12,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from umed_common.atomic import atomic_path  # noqa: E402
+from umed_common.protocol import N_VIEWS, VIEW_STEP_DEG  # noqa: E402
 
-DEGREES_PER_VIEW = 5
 SHEET_VIEWS = 8  # columns of a contact sheet: the input view, then every 45 degrees from it
 
 
@@ -23,19 +23,36 @@ def _save(figure, path: Path) -> None:
     plt.close(figure)
 
 
-def per_view_psnr(rows: pd.DataFrame, dataset: str, path: Path, convention: str = "paper") -> None:
-    """Mean PSNR per view angle (over patients and input views), one line per method."""
+def per_view_psnr(rows: pd.DataFrame, dataset: str, path: Path, convention: str = "paper",
+                  from_input: bool = False) -> None:
+    """Mean PSNR per view angle over patients, one line per method and one panel per input view.
+
+    Fits from different input views are never averaged at one angle: there the copied input is exact for one
+    and 90 deg off for the other, so the mixed curve would describe neither. from_input: count every view's
+    angle from its fit's input view instead, so all fits line up in one panel."""
     subset = rows[(rows.dataset == dataset) & (rows.metric == "psnr") & (rows.convention == convention)]
     subset = subset.replace([np.inf], np.nan)  # the copied input equals its own view exactly
-    figure, axis = plt.subplots(figsize=(9, 4))
-    for method, group in subset.groupby("method", sort=False):
-        curve = group.groupby("view")["value"].mean()
-        axis.plot(curve.index * DEGREES_PER_VIEW, curve.values, marker=".", label=method)
-    for view in sorted(subset.input_view.unique()):
-        axis.axvline(view * DEGREES_PER_VIEW, color="gray", linestyle=":", linewidth=1)
-    axis.set(xlabel="view angle (degrees); dotted: input view", ylabel="PSNR (dB)",
-             title=f"{dataset}: PSNR per view", xlim=(0, 355))
-    axis.legend(fontsize=8)
+    fits_in = {v: len(g[["patient", "input_view"]].drop_duplicates()) for v, g in subset.groupby("input_view")}
+    if from_input:
+        fits_in = {0: sum(fits_in.values())}
+        subset = subset.assign(view=(subset.view - subset.input_view) % N_VIEWS, input_view=0)
+    input_views = sorted(subset.input_view.unique())
+    figure, axes = plt.subplots(len(input_views), 1, figsize=(9, 3.3 * len(input_views)), sharey=True,
+                                squeeze=False)
+    for axis, input_view in zip(axes[:, 0], input_views):
+        fits = subset[subset.input_view == input_view]
+        for method, group in fits.groupby("method", sort=False):
+            curve = group.groupby("view")["value"].mean()
+            axis.plot(curve.index * VIEW_STEP_DEG, curve.values, marker=".", markersize=3, label=method)
+        axis.axvline(input_view * VIEW_STEP_DEG, color="gray", linestyle=":", linewidth=1)
+        cases = fits_in[input_view]
+        where = ("counted from each fit's input view" if from_input else
+                 f"input view {input_view} ({input_view * VIEW_STEP_DEG} deg, dotted)")
+        axis.set(ylabel="PSNR (dB)", xlim=(-3, 358), xticks=range(0, 360, 45),
+                 title=f"{dataset}: PSNR per view, {where}, mean over {cases} fit{'s' if cases != 1 else ''}")
+    axes[-1, 0].set_xlabel("degrees from the input view" if from_input else "view angle (degrees)")
+    axes[0, 0].legend(fontsize=8)
+    figure.tight_layout()
     _save(figure, path)
 
 
@@ -104,7 +121,7 @@ def contact_sheet(truth: np.ndarray, present: np.ndarray, renders: dict[str, np.
             axis.imshow(np.zeros_like(stack[view]) if missing else stack[view], cmap="gray", vmin=0, vmax=255)
             axis.set_xticks([]), axis.set_yticks([])
             if r == 0:
-                axis.set_title(f"{view * DEGREES_PER_VIEW} deg" + (" (input)" if c == 0 else ""), fontsize=7)
+                axis.set_title(f"{view * VIEW_STEP_DEG} deg" + (" (input)" if c == 0 else ""), fontsize=7)
             if c == 0:
                 axis.set_ylabel(_row_label(label), fontsize=7)
     figure.suptitle(title, fontsize=9)
