@@ -44,7 +44,7 @@ INPUT_VIEW = 0  # the one X-ray given to fine-tuning: view 0 (0 degrees)
 # 34 training phantoms: the shape prior of the demo config needs a population (issue 10's notes: with 6 the
 # single-view fit picks one member's depth by chance) and grows better with it. On the development phantoms
 # (`umed-demo --seed 2|3 --phantoms 40 --held-out 6`) 34 win on 10 of 12 (mean margin +2.49 dB, worst -1.88; 20
-# won on 8 of 12 by the same command), and 34 tomographies still fit the demo's 15 minutes (README, Demo).
+# won on 8 of 12 by the same command), and 34 tomographies still fit the demo's 15 minutes (docs/demo.md).
 DEFAULT_PHANTOMS = 36
 # Everything the demo writes below --out; --overwrite removes exactly these.
 OWNED = ("demo.json", "stages", "logs", "phantoms", "drr", "train", "finetune", "bench.yaml", "bench",
