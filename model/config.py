@@ -205,9 +205,9 @@ class PhysicalConfig:
     # add each atlas volume's left-right mirror (a left knee is a mirrored right knee): twice the shapes, no cost
     mirror_atlas: bool = True
     # the patient's turn about the rotation axis relative to the atlas (deg, the sense the views advance), when it
-    # is known from the positioning: the atlas is turned by it before the fit. One view does not find it (docs/physical-model.md,
-    # leave-one-out on the knees: +-8 deg moves a fit's margin by up to 2.6 dB, and the turn the latent fit's own
-    # loss prefers lost 0.43 dB on average), so every config keeps 0
+    # is known from the positioning: the atlas is turned by it before the fit. One view does not find it
+    # (docs/physical-model.md, leave-one-out on the knees: +-8 deg moves a fit's margin by up to 2.6 dB, and the
+    # turn the latent fit's own loss prefers lost 0.43 dB on average), so every config keeps 0
     atlas_yaw_deg: float = 0.0
     calibrate: bool = True          # leave each training patient out to pick pose_prior (needs >= 2 patients)
     calibration_views: tuple[int, ...] = (0, 18)
