@@ -140,8 +140,8 @@ def generator_loss(models: GANModels, fake: torch.Tensor) -> torch.Tensor:
 
 def train_iteration(models: GANModels, images: torch.Tensor, sample: IterationSample, iteration: int,
                     sync_gradients: Callable[[nn.Module], None] = lambda module: None) -> dict[str, float]:
-    """D step then G step on one shared fake batch (docs/paper-faithful.md: equivalent to upstream's D-then-G order,
-    with one generator forward instead of two). images: (N, 1, S, S) in [-1, 1] on the device."""
+    """D step then G step on one shared fake batch (docs/paper-faithful.md: equivalent to upstream's D-then-G
+    order, with one generator forward instead of two). images: (N, 1, S, S) in [-1, 1] on the device."""
     cfg, device = models.cfg, images.device
     train = cfg.train
     lr_g = learning_rate(train.lr_g, iteration, train.lr_milestones, train.lr_gamma)
