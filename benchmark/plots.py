@@ -32,20 +32,18 @@ def per_view_psnr(rows: pd.DataFrame, dataset: str, path: Path, convention: str 
     angle from its fit's input view instead, so all fits line up in one panel."""
     subset = rows[(rows.dataset == dataset) & (rows.metric == "psnr") & (rows.convention == convention)]
     subset = subset.replace([np.inf], np.nan)  # the copied input equals its own view exactly
-    fits_in = {v: len(g[["patient", "input_view"]].drop_duplicates()) for v, g in subset.groupby("input_view")}
     if from_input:
-        fits_in = {0: sum(fits_in.values())}
-        subset = subset.assign(view=(subset.view - subset.input_view) % N_VIEWS, input_view=0)
-    input_views = sorted(subset.input_view.unique())
-    figure, axes = plt.subplots(len(input_views), 1, figsize=(9, 3.3 * len(input_views)), sharey=True,
-                                squeeze=False)
-    for axis, input_view in zip(axes[:, 0], input_views):
-        fits = subset[subset.input_view == input_view]
+        subset = subset.assign(view=(subset.view - subset.input_view) % N_VIEWS, panel=0)
+    else:
+        subset = subset.assign(panel=subset.input_view)
+    panels = subset.groupby("panel")
+    figure, axes = plt.subplots(len(panels), 1, figsize=(9, 3.3 * len(panels)), sharey=True, squeeze=False)
+    for axis, (input_view, fits) in zip(axes[:, 0], panels):
         for method, group in fits.groupby("method", sort=False):
             curve = group.groupby("view")["value"].mean()
             axis.plot(curve.index * VIEW_STEP_DEG, curve.values, marker=".", markersize=3, label=method)
         axis.axvline(input_view * VIEW_STEP_DEG, color="gray", linestyle=":", linewidth=1)
-        cases = fits_in[input_view]
+        cases = len(fits[["patient", "input_view"]].drop_duplicates())
         where = ("counted from each fit's input view" if from_input else
                  f"input view {input_view} ({input_view * VIEW_STEP_DEG} deg, dotted)")
         axis.set(ylabel="PSNR (dB)", xlim=(-3, 358), xticks=range(0, 360, 45),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,6 @@ def foreground_signal_handlers():
     A shell starts a background job (`pytest ... &`) with SIGINT ignored, and Python then keeps it ignored:
     the Ctrl-C tests would see their own SIGINT vanish, and the commands rightly leave an ignored signal
     alone (umed_common.errors.sigterm_raises)."""
-    import signal
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
