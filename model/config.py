@@ -209,6 +209,10 @@ class PhysicalConfig:
     # (docs/physical-model.md, leave-one-out on the knees: +-8 deg moves a fit's margin by up to 2.6 dB, and the
     # turn the latent fit's own loss prefers lost 0.43 dB on average), so every config keeps 0
     atlas_yaw_deg: float = 0.0
+    # an X-ray of unknown view (umed-finetune without --input-view-index): after the 30-deg grid, every view
+    # within 15 deg of this many of the best grid views is tried too (model.physical.search_input_view); 0: the
+    # grid alone
+    view_search_keep: int = 2
     calibrate: bool = True          # leave each training patient out to pick pose_prior (needs >= 2 patients)
     calibration_views: tuple[int, ...] = (0, 18)
     # at most this many training patients are left out in turn (evenly spread over the sorted ids): the chest's
@@ -387,7 +391,7 @@ def _validate_physical(phys: PhysicalConfig) -> None:
     for name in counts:
         if getattr(phys, name) < 2:
             raise UserError(f"config physical.{name}: must be at least 2")
-    for name in ("recon_steps", "fit_steps", "gain_steps"):
+    for name in ("recon_steps", "fit_steps", "gain_steps", "view_search_keep"):
         if getattr(phys, name) < 0:
             raise UserError(f"config physical.{name}: must not be negative")
     if not (math.isfinite(phys.max_gain) and phys.max_gain > 1):

@@ -279,19 +279,34 @@ def _check_resume(checkpoint: Path, cfg: ModelConfig, patients: dict, holdout: S
     check_identity(payload, {"holdout": sorted(holdout), "patients": sorted(patients)}, checkpoint)
 
 
+def refinement_views(coarse_losses: dict[int, float], step_views: int, keep: int) -> list[int]:
+    """The views within step_views // 2 of the `keep` lowest-loss views of `coarse_losses` (view -> loss),
+    wrapping round the N_VIEWS, that `coarse_losses` does not hold yet; in ascending order."""
+    best = sorted(coarse_losses, key=coarse_losses.get)[:keep]
+    reach = step_views // 2
+    near = {(view + offset) % N_VIEWS for view in best for offset in range(-reach, reach + 1)}
+    return sorted(near - set(coarse_losses))
+
+
 def search_input_view(atlas: torch.Tensor, target: torch.Tensor, cfg: ModelConfig, perceptual,
                       step_views: int = 6) -> int:
-    """The view index whose short latent fit explains the X-ray best (coarse grid of `step_views`).
-    A view and the one 180 deg away give near mirror-image DRRs, so the search can only be as sure as that."""
+    """The view index whose short latent fit explains the X-ray best: a coarse grid every `step_views`, then
+    every view within half a step of the physical.view_search_keep best grid views (`refinement_views`).
+    A view and the one 180 deg away give near mirror-image DRRs, so the search can only be as sure as that.
+    Keeping two grid views (the default) refines a minimum that lies between two of them, or a close second
+    basin."""
     phys = cfg.physical
     size = max(phys.fit_size // 2, 8)
     small = torch.nn.functional.interpolate(target[None, None], size=(size, size), mode="area")[0, 0]
     camera = camera_for(cfg, size)
-    losses = {}
-    for view in range(0, N_VIEWS, step_views):
+
+    def loss_at(view: int) -> float:
         weighting = build_weighting((0.0, 1.0), cfg.finetune.uncertainty_form)
-        losses[view] = fit_latent(atlas, small, camera, view, phys, weighting, perceptual,
-                                  max(phys.fit_steps // 3, 1), phys.pose_prior)[2]
+        return fit_latent(atlas, small, camera, view, phys, weighting, perceptual, max(phys.fit_steps // 3, 1),
+                          phys.pose_prior)[2]
+
+    losses = {view: loss_at(view) for view in range(0, N_VIEWS, step_views)}
+    losses.update({view: loss_at(view) for view in refinement_views(losses, step_views, phys.view_search_keep)})
     return min(losses, key=losses.get)
 
 

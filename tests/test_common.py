@@ -169,3 +169,10 @@ def test_read_yaml_returns_document_and_text_or_one_line_errors(tmp_path):
     with pytest.raises(UserError, match="bad.yaml: not valid YAML") as caught:
         read_yaml(bad)
     assert "\n" not in str(caught.value)
+
+
+def test_degrees_apart_by_hand():
+    from umed_common.protocol import degrees_apart
+    assert degrees_apart(0, 18) == 90 and degrees_apart(71, 1) == 10 and degrees_apart(40, 4) == 180
+    assert degrees_apart(5, 5) == 0 and degrees_apart(0, 37) == 175
+    assert degrees_apart(np.array([0, 36, 70]), 2).tolist() == [10, 170, 20]
