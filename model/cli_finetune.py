@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--input-view-index {args.input_view_index}: must be in 0..71")
     if args.volume_size < 2:
         raise UserError(f"--volume-size {args.volume_size}: must be at least 2")
-    read_checkpoint(resolve_run(args.checkpoint))  # a bad checkpoint fails before any folder is created
+    saved, _ = read_checkpoint(resolve_run(args.checkpoint))  # a bad checkpoint fails before any folder is created
     ensure_writable_dir(out)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         volume = density_grid(result.generator, result.z, args.volume_size)
         write_volume_nifti(out / "volume.nii.gz", volume, field_extent(result.generator))
     last = result.history.iloc[-1]
+    if args.input_view_index is None and saved.family == "physical":
+        print(f"input view {result.input_view_index} (searched; give --input-view-index when it is known)")
     print(f"azimuth {result.azimuth_deg:.1f} deg, {len(result.history)} steps, input-view PSNR "
           f"{last['psnr']:.2f} dB, SSIM {last['ssim']:.3f}; outputs in {out}")
     return 0

@@ -600,7 +600,7 @@ def test_train_calibrate_resume_and_finetune_commands(tmp_path, physical_drrs, c
     assert np.corrcoef(rendered.ravel(), given.ravel())[0, 1] > 0.95
 
 
-def test_unknown_input_view_is_searched(tmp_path, physical_drrs):
+def test_unknown_input_view_is_searched(tmp_path, physical_drrs, capsys):
     """The command path without --input-view-index: a view is searched, fitted and rendered as the input.
     (How close the search lands is tested on exact volumes below: this tiny tomography's own loss is lowest
     about 7 views from the truth.)"""
@@ -617,6 +617,10 @@ def test_unknown_input_view_is_searched(tmp_path, physical_drrs):
                                gain_steps=2)
     assert 0 <= result.input_view_index < 72 and result.views.shape == (72, 32, 32)
     assert np.corrcoef(result.views[result.input_view_index].ravel(), given.ravel())[0, 1] > 0.95
+    assert cli_finetune.main(["--checkpoint", str(run), "--xray", str(physical_drrs / "02_xray0018.png"),
+                              "--out", str(tmp_path / "views"), "--max-iters", "2", "--device", "cpu",
+                              "--no-progress"]) == 0
+    assert f"input view {result.input_view_index} (searched;" in capsys.readouterr().out
 
 
 # Five small blobs: a volume whose views change visibly every 5 deg (smooth wide blobs look alike across 20 deg)
