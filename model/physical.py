@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Sequence
@@ -23,7 +24,7 @@ from umed_common.atomic import ensure_writable_dir, write_json_atomic
 from umed_common.errors import UserError
 from umed_common.images import read_gray
 from umed_common.measures import psnr
-from umed_common.protocol import N_VIEWS, VIEW_STEP_DEG, copy_views
+from umed_common.protocol import N_VIEWS, VIEW_STEP_DEG, copy_views, degrees_apart
 
 from .atlas import (clear_air, combine, cut_to_outline, reconstruct_volume, similarity_matrix, warp_volumes,
                     yaw_matrix)
@@ -288,11 +289,16 @@ def refinement_views(coarse_losses: dict[int, float], step_views: int, keep: int
     return sorted(near - set(coarse_losses))
 
 
-def search_input_view(atlas: torch.Tensor, target: torch.Tensor, cfg: ModelConfig, perceptual,
-                      step_views: int = 6) -> int:
-    """The view index whose short latent fit explains the X-ray best: a coarse grid every `step_views`, then
-    every view within half a step of the physical.view_search_keep best grid views (`refinement_views`).
-    A view and the one 180 deg away give near mirror-image DRRs, so the search can only be as sure as that.
+# A searched view is flagged when the best view at least 90 deg from it fits the X-ray within this ratio of its
+# loss. In a scratch check on the 14 training chests of runs/chest_physical, each left out in turn (stop 34,
+# docs/physical-model.md), the one search that landed on the far side had 1.006, the 13 others 1.13 or more.
+FAR_SIDE_RATIO = 1.1
+
+
+def view_search_losses(atlas: torch.Tensor, target: torch.Tensor, cfg: ModelConfig, perceptual,
+                       step_views: int = 6) -> dict[int, float]:
+    """view -> data loss of a short latent fit of the X-ray as that view: a coarse grid every `step_views`,
+    then every view within half a step of the physical.view_search_keep best grid views (`refinement_views`).
     Keeping two grid views (the default) refines a minimum that lies between two of them, or a close second
     basin."""
     phys = cfg.physical
@@ -307,7 +313,30 @@ def search_input_view(atlas: torch.Tensor, target: torch.Tensor, cfg: ModelConfi
 
     losses = {view: loss_at(view) for view in range(0, N_VIEWS, step_views)}
     losses.update({view: loss_at(view) for view in refinement_views(losses, step_views, phys.view_search_keep)})
-    return min(losses, key=losses.get)
+    return losses
+
+
+def far_side_rival(losses: dict[int, float]) -> tuple[int, float]:
+    """(view, its loss / the best loss) of the lowest-loss view at least 90 deg from the best one."""
+    best = min(losses, key=losses.get)
+    far = {view: loss for view, loss in losses.items() if degrees_apart(view, best) >= 90}
+    rival = min(far, key=far.get)
+    return rival, far[rival] / max(losses[best], 1e-12)
+
+
+def search_input_view(atlas: torch.Tensor, target: torch.Tensor, cfg: ModelConfig, perceptual,
+                      step_views: int = 6) -> int:
+    """The view index whose short latent fit explains the X-ray best (`view_search_losses`). A view and the one
+    180 deg away give near mirror-image DRRs, so the search can only be as sure as that: when the best view
+    90 deg or more away fits nearly as well (FAR_SIDE_RATIO), a warning names it."""
+    losses = view_search_losses(atlas, target, cfg, perceptual, step_views)
+    best = min(losses, key=losses.get)
+    rival, ratio = far_side_rival(losses)
+    if ratio < FAR_SIDE_RATIO:
+        warnings.warn(f"the searched input view {best} and view {rival}, {degrees_apart(best, rival)} deg away, "
+                      f"fit the X-ray almost equally well (loss x{ratio:.3f}); give --input-view-index if you know "
+                      f"which", stacklevel=2)
+    return best
 
 
 def finetune_physical(checkpoint, xray: np.ndarray, *, input_view_index: int | None, loss_weights,

@@ -643,6 +643,27 @@ def test_search_refines_the_grid_to_within_one_view(view):
     assert abs(search_input_view(atlas, target / target.max(), cfg, build_perceptual("ssim")) - view) <= 1
 
 
+def test_far_side_rival_by_hand():
+    from model.physical import far_side_rival
+    losses = {0: 1.0, 6: 1.5, 12: 0.9, 30: 1.2, 48: 0.95, 66: 2.0}
+    # best 12; views at least 90 deg (18 views) from it: 30 (90 deg), 48 (180 deg), 66 (90 deg), 0 is 60 deg
+    view, ratio = far_side_rival(losses)
+    assert view == 48 and ratio == pytest.approx(0.95 / 0.9)
+
+
+def test_search_warns_when_a_view_half_a_turn_away_fits_nearly_as_well(monkeypatch):
+    import warnings
+    import model.physical as physical
+    near_tie = {0: 2.0, 6: 1.0, 42: 1.05, 60: 3.0}
+    monkeypatch.setattr(physical, "view_search_losses", lambda *args, **kwargs: near_tie)
+    with pytest.warns(UserWarning, match=r"view 6 and view 42, 180 deg away, .*loss x1\.050"):
+        assert physical.search_input_view(None, None, None, None) == 6
+    monkeypatch.setattr(physical, "view_search_losses", lambda *args, **kwargs: {**near_tie, 42: 1.2})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert physical.search_input_view(None, None, None, None) == 6
+
+
 def test_refinement_views_by_hand():
     from model.physical import refinement_views
     coarse = {view: 5.0 for view in range(0, 72, 6)}
