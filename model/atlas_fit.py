@@ -210,7 +210,8 @@ def input_depth_mm(camera: DrrCamera, view: int, points: torch.Tensor) -> torch.
     """Depth (mm) of box-normalised points (..., 3) along `view`'s central ray, from the isocentre (positive
     toward the detector) -> (...)."""
     isocentre = torch.tensor(camera.geometry.isocenter_mm, dtype=torch.float32)
-    return (points * (camera.box_mm / 2.0) - isocentre) @ central_ray(camera, view)
+    ray = central_ray(camera, view)
+    return points @ (ray * (camera.box_mm / 2.0)) - isocentre @ ray
 
 
 def closeness_at(camera: DrrCamera, view: int, points: torch.Tensor, sigma_mm: float) -> torch.Tensor | None:
