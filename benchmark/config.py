@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,13 @@ class SingleViewSpec:
     # fine-tuning options (model.config.FINETUNE_OPTIONS: max_iters, psnr_target, lr, ...) set in the table;
     # the others keep the checkpoint config's values
     finetune: dict[str, Any] = field(default_factory=dict)
+    # methods scored from renders made elsewhere (another tool, or umed-finetune run before): method name ->
+    # dataset name -> folder template with {patient} and {view} (the input view), each folder holding the 72
+    # views as umed-finetune's OUT/views does (xray0000.png ... xray0071.png, file k = view k)
+    rendered: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def method_names(self) -> list[str]:
+        return [*self.methods, *self.rendered]
 
 
 @dataclass(frozen=True)
@@ -143,20 +151,47 @@ def _finetune_options(raw: dict, where: str) -> dict[str, Any]:
     return {name: getattr(checked, name) for name in given}
 
 
+def _folder_template(value: Any, where: str) -> str:
+    """A folder path with the fields {patient} and {view} only ($VARS and ~ expanded)."""
+    if not isinstance(value, str) or not value:
+        raise UserError(f"config {where}: expected a folder path string, got {value!r}")
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+    except ValueError as error:
+        raise UserError(f"config {where}: {value!r} is not a valid folder template ({error})") from None
+    if fields - {"patient", "view"}:
+        raise UserError(f"config {where}: {value!r} uses {', '.join(sorted(fields - {'patient', 'view'}))}; "
+                        "a folder template may use {patient} and {view} only")
+    return os.path.expandvars(os.path.expanduser(value))
+
+
+def _rendered(raw: Any, where: str, names: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    methods = _mapping(raw, where, set(map(str, raw or {})))
+    return {str(method): {str(d): _folder_template(t, f"{where}.{method}.{d}")
+                          for d, t in _mapping(folders, f"{where}.{method}", set(names)).items()}
+            for method, folders in methods.items()}
+
+
 def _single_view(raw: Any, where: str, datasets: dict[str, DatasetSpec]) -> SingleViewSpec:
-    raw = _mapping(raw, where, {"datasets", "methods", "baselines", "conventions", *FINETUNE_OPTIONS},
-                   {"datasets", "methods"})
-    methods = _mapping(raw["methods"], f"{where}.methods", set(map(str, raw["methods"] or {})))
-    if not methods:
-        raise UserError(f"config {where}.methods: name at least one method")
+    raw = _mapping(raw, where, {"datasets", "methods", "rendered", "baselines", "conventions", *FINETUNE_OPTIONS},
+                   {"datasets"})
+    methods = _mapping(raw.get("methods") or {}, f"{where}.methods", set(map(str, raw.get("methods") or {})))
+    names = _dataset_names(raw["datasets"], f"{where}.datasets", datasets)
+    rendered = _rendered(raw.get("rendered") or {}, f"{where}.rendered", names)
+    if not methods and not rendered:
+        raise UserError(f"config {where}: name at least one method (methods: to fine-tune, rendered: to score "
+                        "renders made elsewhere)")
+    twice = sorted(set(map(str, methods)) & set(rendered))
+    if twice:
+        raise UserError(f"config {where}: {', '.join(twice)} under both methods and rendered")
     conventions = tuple(raw.get("conventions", ["paper"]))
     if not conventions or set(conventions) - {"paper", "mednerf"}:
         raise UserError(f"config {where}.conventions: choose from paper, mednerf, got {list(conventions)}")
     return SingleViewSpec(
-        datasets=_dataset_names(raw["datasets"], f"{where}.datasets", datasets),
+        datasets=names,
         methods={str(k): _loss_weights(v, f"{where}.methods.{k}") for k, v in methods.items()},
         baselines=bool(raw.get("baselines", True)), conventions=conventions,
-        finetune=_finetune_options(raw, where))
+        finetune=_finetune_options(raw, where), rendered=rendered)
 
 
 def _generative(raw: Any, datasets: dict[str, DatasetSpec]) -> GenerativeSpec:
@@ -224,10 +259,12 @@ def select_methods(config: BenchConfig, table: int, names: list[str]) -> BenchCo
     spec = getattr(config, name)
     if table == 2 or spec is None:
         raise UserError(f"--methods: applies to tables 1 and 3 with a {name}: section")
-    unknown = sorted(set(names) - set(spec.methods))
+    unknown = sorted(set(names) - set(spec.method_names()))
     if unknown:
-        raise UserError(f"--methods {' '.join(unknown)}: not in {name}.methods ({', '.join(spec.methods)})")
-    chosen = dataclasses.replace(spec, methods={k: v for k, v in spec.methods.items() if k in names})
+        raise UserError(f"--methods {' '.join(unknown)}: not in {name}.methods or .rendered "
+                        f"({', '.join(spec.method_names())})")
+    chosen = dataclasses.replace(spec, methods={k: v for k, v in spec.methods.items() if k in names},
+                                 rendered={k: v for k, v in spec.rendered.items() if k in names})
     return dataclasses.replace(config, **{name: chosen})
 
 

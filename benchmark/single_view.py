@@ -8,7 +8,9 @@ the input copied to every view; the input copied, but mirrored left-right for
 views more than 90 degrees from it (a transmission image seen from the far
 side is nearly the mirror image, which a 3-D model should at least match);
 and the mean training image of each view (training patients = those in the
-data folder that are not evaluated).
+data folder that are not evaluated). A method under `rendered:` is not
+fine-tuned here: its 72 views are read from the folders it names (another
+tool's outputs, or umed-finetune's run before) and scored the same way.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from tqdm import tqdm
 from umed_common.errors import UserError
 from umed_common.images import read_gray
 from umed_common.measures import resize_gray
-from umed_common.protocol import N_VIEWS, copy_views
+from umed_common.protocol import N_VIEWS, copy_views, view_file_name
 
 from .config import BenchConfig, DatasetSpec, LossWeights, SingleViewSpec
 from .metrics import score_views
@@ -126,6 +128,19 @@ def _render_size(model_api, checkpoint: Path, device: str) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else tuple(size)
 
 
+def read_rendered(template: str, patient: str, view: int, size: tuple[int, int], where: str) -> np.ndarray:
+    """(72, H, W) uint8: the views rendered elsewhere for `patient` fitted at input `view`, from the folder
+    `template` names (fields {patient}, {view}), file k = view k, resized to `size` like every method's."""
+    folder = Path(template.format(patient=patient, view=view))
+    if not folder.is_dir():
+        raise UserError(f"{where}: no folder {folder} (renders of patient {patient}, input view {view})")
+    missing = [view_file_name(k) for k in range(N_VIEWS) if not (folder / view_file_name(k)).is_file()]
+    if missing:
+        raise UserError(f"{where}: {folder} lacks {missing[0]}" + (f" and {len(missing) - 1} more" if len(missing) > 1
+                                                                    else "") + f" (all {N_VIEWS} views are scored)")
+    return np.stack([resize_gray(read_gray(folder / view_file_name(k)), size) for k in range(N_VIEWS)])
+
+
 def run_dataset(spec: SingleViewSpec, dataset: DatasetSpec, config: BenchConfig, device: str,
                 result: SingleViewResult, rows: list[dict], progress: bool) -> None:
     from model import api as model_api  # the model package is only needed by tables 1 and 3
@@ -137,13 +152,24 @@ def run_dataset(spec: SingleViewSpec, dataset: DatasetSpec, config: BenchConfig,
             raise UserError(f"datasets.{dataset.name}: no such checkpoint {checkpoint}")
     discovered = model_api.discover_drr_images(dataset.data_dir)
     check_eval_set(dataset, discovered)
-    size = _render_size(model_api, dataset.checkpoint, device)
+    if dataset.checkpoint is not None:
+        size = _render_size(model_api, dataset.checkpoint, device)
+    else:  # renders made elsewhere only: scored at the DRRs' own size
+        size = read_gray(next(iter(discovered[dataset.eval_patients[0]].values()))).shape
     mean_views = mean_training_views(discovered, dataset.eval_patients, size) if spec.baselines else None
     if spec.baselines and mean_views is None:
         print(f"note: {dataset.name}: every patient is evaluated, so there is no mean-training-image baseline")
     jobs = [(p, v, m) for p in dataset.eval_patients for v in dataset.input_views for m in spec.methods]
     for patient in dataset.eval_patients:
         result.truth[(dataset.name, patient)] = load_patient(discovered[patient], size)
+    for method, folders in spec.rendered.items():  # read first: a missing folder stops the run before any fit
+        for patient in dataset.eval_patients if dataset.name in folders else ():
+            for view in dataset.input_views:
+                renders = read_rendered(folders[dataset.name], patient, view, size,
+                                        f"rendered.{method}.{dataset.name}")
+                result.renders[(dataset.name, method, patient, view)] = renders
+                rows += score_rows(renders, result.truth[(dataset.name, patient)], spec.conventions,
+                                   dataset=dataset.name, method=method, patient=patient, input_view=view)
     for patient, view, method in tqdm(jobs, desc=f"fine-tune {dataset.name}", disable=not progress, unit="job"):
         truth = result.truth[(dataset.name, patient)]
         xray = read_gray(discovered[patient][view])  # native size: the model resizes its own input

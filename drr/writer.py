@@ -24,6 +24,7 @@ from PIL import Image
 from umed_common.atomic import write_json_atomic
 from umed_common.checksums import sha256_file
 from umed_common.outputs import OutputFolder, check_name
+from umed_common.protocol import view_file_name
 
 TOOL = "drr-generate"
 
@@ -49,11 +50,11 @@ def case_paths(out_dir: Path, case_id: str, layout: str, views: int) -> dict:
     """Final locations of a case's files, relative to out_dir."""
     check_name(case_id, "case id")
     if layout == "mednerf":
-        pngs = [Path(f"{case_id}_xray{k:04d}.png") for k in range(views)]
+        pngs = [Path(f"{case_id}_{view_file_name(k)}") for k in range(views)]
         side = Path("raw") / case_id
     else:
         side = Path(case_id)
-        pngs = [side / f"xray{k:04d}.png" for k in range(views)]
+        pngs = [side / view_file_name(k) for k in range(views)]
     return {"pngs": pngs, "raw": side / RAW_NAME, "geometry": side / "geometry.json",
             "record": side / "case.json"}
 

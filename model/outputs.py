@@ -12,6 +12,7 @@ from PIL import Image
 from umed_common.atomic import write_bytes_atomic, write_text_atomic
 from umed_common.images import write_png
 from umed_common.outputs import OutputFolder
+from umed_common.protocol import view_file_name
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend chosen first: no display needed)
@@ -67,7 +68,7 @@ def write_finetune_outputs(out_dir: Path, views: np.ndarray, history: pd.DataFra
     folder = OutputFolder(out_dir, "umed-finetune")
     with folder.staging() as stage:
         for index, view in enumerate(views):
-            write_png(stage / "views" / f"xray{index:04d}.png", view)
+            write_png(stage / "views" / view_file_name(index), view)
         write_png(stage / "contact_sheet.png", contact_sheet(views))
         write_bytes_atomic(stage / "rotation.gif", gif_bytes(views))
         write_text_atomic(stage / "history.csv", history.to_csv(index=False))

@@ -11,6 +11,11 @@ N_VIEWS = 72
 VIEW_STEP_DEG = 5   # a whole number of degrees: N_VIEWS * VIEW_STEP_DEG == 360
 
 
+def view_file_name(view: int) -> str:
+    """The file name of view `view`'s image (drr-generate's DRRs, umed-finetune's renders): xrayKKKK.png."""
+    return f"xray{view:04d}.png"
+
+
 def degrees_apart(view_a, view_b):
     """The angle (deg) between views, the short way round the turn; ints or integer arrays, broadcast."""
     steps = np.abs(np.asarray(view_a) - np.asarray(view_b)) % N_VIEWS

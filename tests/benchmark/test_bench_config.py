@@ -91,3 +91,31 @@ def test_methods_filter_keeps_named_methods_only():
         select_methods(config, 1, ["c"])
     with pytest.raises(UserError, match="tables 1 and 3"):
         select_methods(config, 2, ["a"])
+
+
+def test_rendered_methods_name_folder_templates():
+    from benchmark.config import select_methods
+    raw = with_change(("table1", "rendered"), {"pixelNeRF": {"knee": "out/pixelnerf/{patient}_v{view}"}})
+    config = parse_config(raw)
+    assert config.table1.rendered == {"pixelNeRF": {"knee": "out/pixelnerf/{patient}_v{view}"}}
+    assert config.table1.method_names() == ["MedNeRF", "UMedNeRF", "pixelNeRF"]
+    chosen = select_methods(config, 1, ["pixelNeRF"]).table1
+    assert chosen.methods == {} and list(chosen.rendered) == ["pixelNeRF"]
+    only_rendered = with_change(("table1", "methods"), None)
+    only_rendered["table1"]["rendered"] = {"GRAF": {"knee": "graf/{patient}"}}
+    assert parse_config(only_rendered).table1.methods == {}
+
+
+@pytest.mark.parametrize("rendered,methods,message", [
+    ({"x": {"knee": "out/{case}"}}, None, "may use {patient} and {view} only"),
+    ({"x": {"knee": "out/{patient"}}, None, "is not a valid folder template"),
+    ({"x": {"chest": "out/{patient}"}}, None, "table1.rendered.x: unknown key(s) chest"),
+    ({"UMedNeRF": {"knee": "out"}}, {"UMedNeRF": "learned"}, "UMedNeRF under both methods and rendered"),
+    ({}, {}, "name at least one method"),
+])
+def test_rendered_mistakes_are_user_errors(rendered, methods, message):
+    raw = with_change(("table1", "rendered"), rendered)
+    raw["table1"]["methods"] = methods
+    with pytest.raises(UserError) as caught:
+        parse_config(raw)
+    assert message in str(caught.value) and "\n" not in str(caught.value)

@@ -109,3 +109,46 @@ def test_contact_sheet_row_labels_fit_their_row():
     assert label.startswith("baseline:\n") and label.replace("\n", " ") == BASELINE_MIRROR
     assert max(len(line) for line in label.splitlines()) <= 18
     assert _row_label("ground truth") == "ground truth"
+
+
+def write_views(folder, images):
+    from umed_common.images import write_png
+    from umed_common.protocol import view_file_name
+    for view, image in enumerate(images):
+        write_png(folder / view_file_name(view), image)
+
+
+def test_rendered_methods_are_scored_as_read(tmp_path, capsys):
+    """Renders made elsewhere: the truth itself scores inf at every view, the input copied scores exactly
+    what the copy baseline does, and no checkpoint is needed."""
+    from benchmark.cli import main
+    from umed_common.images import write_png
+    from umed_common.protocol import view_file_name
+
+    rng = np.random.default_rng(0)
+    truth = {p: rng.integers(0, 256, (N_VIEWS, 16, 16)).astype(np.uint8) for p in ("01", "02", "03")}
+    data = tmp_path / "drr"
+    data.mkdir()
+    for patient, images in truth.items():
+        for view, image in enumerate(images):
+            write_png(data / f"{patient}_{view_file_name(view)}", image)
+    write_views(tmp_path / "exact" / "03_v5", truth["03"])
+    write_views(tmp_path / "copied" / "03" / "5", np.repeat(truth["03"][5][None], N_VIEWS, axis=0))
+    config = tmp_path / "bench.yaml"
+    config.write_text(yaml.safe_dump({
+        "datasets": {"knee": {"data_dir": str(data), "eval_patients": ["03"], "input_views": [5]}},
+        "table1": {"datasets": ["knee"], "rendered": {
+            "exact": {"knee": str(tmp_path / "exact" / "{patient}_v{view}")},
+            "copied": {"knee": str(tmp_path / "copied" / "{patient}" / "{view}")}}}}))
+    out = tmp_path / "out"
+    assert main(["--table", "1", "--config", str(config), "--out", str(out), "--device", "cpu", "--no-progress"]) == 0
+    scores = pd.read_csv(out / "table1_scores.csv", dtype={"patient": str})
+    psnr = scores[scores.metric == "psnr"].pivot_table(index="view", columns="method", values="value")
+    assert len(psnr) == N_VIEWS and np.isinf(psnr["exact"]).all()
+    assert np.array_equal(psnr["copied"], psnr["baseline: input copied"])
+    assert (out / "contact_sheets" / "table1_knee_03_v05.png").is_file()
+
+    (tmp_path / "copied" / "03" / "5" / view_file_name(40)).unlink()
+    code = main(["--table", "1", "--config", str(config), "--out", str(tmp_path / "out2"), "--device", "cpu",
+                 "--no-progress"])
+    assert code != 0 and "lacks xray0040.png" in capsys.readouterr().err

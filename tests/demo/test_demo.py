@@ -67,7 +67,13 @@ def test_bench_config_is_valid_for_umed_bench():
     config = parse_config(demo.bench_config(SETTINGS))
     dataset = config.datasets["phantoms"]
     assert dataset.eval_patients == ("phantom04", "phantom05") and dataset.input_views == (0,)
-    assert config.table1.methods == {"learned weights": "learned", "MedNeRF weights": (0.3, 0.1)}
+    assert config.table1.methods == {"MedNeRF weights": (0.3, 0.1)}
+    # the learned-weights row scores the views the umed-finetune stages write, not a fit of its own
+    template = config.table1.rendered["learned weights"]["phantoms"]
+    finetunes = {stage.name: stage.command for stage in demo.plan(SETTINGS) if stage.name.startswith("finetune_")}
+    for name in SETTINGS.held_out():
+        argv = finetunes[f"finetune_{name}"]
+        assert template.format(patient=name, view=0) == argv[argv.index("--out") + 1] + "/views"
     assert config.seed == 3
 
 
