@@ -55,9 +55,9 @@ def ray_samples(camera: DrrCamera, views, n_samples: int) -> tuple[torch.Tensor,
     radius = camera.box_mm * math.sqrt(3.0) / 2.0
     step = 2.0 * radius / n_samples
     depth = camera.geometry.source_to_isocenter_mm - radius + (torch.arange(n_samples, dtype=torch.float64) + 0.5) * step
-    # Each ray is set up in float64 and its samples are laid out in float32: the (V, H, W, S, 3) tensor is the
-    # bulk of a render's memory traffic, and float64 there cost a 72-view render several seconds for nothing
-    # the float32 samples keep (they differ by a few ulp).
+    # Each ray is set up in float64, its samples are laid out in float32: the (V, H, W, S, 3) samples are a
+    # render's bulk, float64 there cost a 72-view render several seconds, and the float32 result differs from
+    # the float64 one rounded by a few ulp.
     half = camera.box_mm / 2.0
     start, direction = (source / half).float(), (direction / half).float()
     return torch.addcmul(start[..., None, :], direction[..., None, :], depth.float()[:, None]), step

@@ -92,6 +92,18 @@ def test_detector_positions_by_hand():
     assert col90 == pytest.approx(10.0 * 949.0 / 541.0 / pixel_mm / half, rel=1e-4)
 
 
+def test_ray_samples_project_back_onto_their_own_pixel():
+    # every sample along a pixel's ray lands on that pixel's centre in its own view's detector: grid coordinate
+    # -1 + 2 k / (S - 1) for column k (rows likewise), at any view and depth
+    camera = camera_from_preset("knee", 16, BOX_MM)
+    samples, _ = ray_samples(camera, [0, 7, 40], 24)
+    centres = torch.linspace(-1.0, 1.0, 16)
+    for index, view in enumerate((0, 7, 40)):
+        where = detector_positions(camera, view, samples[index])  # (16, 16, 24, 2) as (column, row)
+        assert torch.allclose(where[..., 0], centres[None, :, None].expand(16, 16, 24), atol=2e-5)
+        assert torch.allclose(where[..., 1], centres[:, None, None].expand(16, 16, 24), atol=2e-5)
+
+
 def test_similarity_pose_by_hand():
     identity = similarity_matrix(torch.zeros(4), 0.0)[0]
     assert torch.allclose(identity, torch.cat([torch.eye(3), torch.zeros(3, 1)], 1))
