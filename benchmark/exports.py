@@ -66,6 +66,8 @@ def paper_single_view(table: str, method: str, weights: LossWeights | None, data
     if table == "table1":
         by_name = {k.lower(): v for k, v in values["table1"].items()}
         return by_name.get(method.lower(), {}).get(dataset, {})
+    if weights is None:  # a method scored from renders made elsewhere has no loss weights to match
+        return {}
     for entry in values["table3"]:
         paper_weights = entry["loss_weights"]
         if weights == paper_weights or (weights != "learned" and paper_weights != "learned"

@@ -136,8 +136,8 @@ def read_rendered(template: str, patient: str, view: int, size: tuple[int, int],
         raise UserError(f"{where}: no folder {folder} (renders of patient {patient}, input view {view})")
     missing = [view_file_name(k) for k in range(N_VIEWS) if not (folder / view_file_name(k)).is_file()]
     if missing:
-        raise UserError(f"{where}: {folder} lacks {missing[0]}" + (f" and {len(missing) - 1} more" if len(missing) > 1
-                                                                    else "") + f" (all {N_VIEWS} views are scored)")
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise UserError(f"{where}: {folder} lacks {missing[0]}{more} (all {N_VIEWS} views are scored)")
     return np.stack([resize_gray(read_gray(folder / view_file_name(k)), size) for k in range(N_VIEWS)])
 
 

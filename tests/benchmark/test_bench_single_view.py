@@ -61,6 +61,7 @@ def test_paper_values_lookup():
     assert paper_single_view("table3", "any name", (0.4, 0.6), "knee") == {"psnr": 31.26, "ssim": 0.70}
     assert paper_single_view("table3", "x", "learned", "knee")["psnr"] == 31.62
     assert paper_single_view("table1", "GIRAFFE", "learned", "knee") == {}
+    assert paper_single_view("table3", "renders made elsewhere", None, "knee") == {}
 
 
 @pytest.fixture(scope="module")
