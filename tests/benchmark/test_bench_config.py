@@ -119,3 +119,16 @@ def test_rendered_mistakes_are_user_errors(rendered, methods, message):
     with pytest.raises(UserError) as caught:
         parse_config(raw)
     assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_readme_rendered_example_parses():
+    # the README's `rendered:` example, read as a user would paste it under a config with a knee dataset
+    import re
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = re.search(r"```yaml\n(table1:\n(?:.*\n)*?)```", readme).group(1)
+    assert "rendered:" in block
+    raw = yaml.safe_load(block)
+    raw["datasets"] = {"knee": {"data_dir": "d", "checkpoint": "c.pt"}}
+    config = parse_config(raw)
+    assert config.table1.rendered == {"pixelNeRF": {"knee": "runs/pixelnerf/{patient}_view{view}"}}
