@@ -123,7 +123,7 @@ def gallery(out: Path, folder: Path, title: str) -> list[Block]:
 def bench_blocks(out: Path) -> list[Block]:
     """umed-bench's own Markdown table(s), carried over."""
     tables = sorted((out / "bench").rglob("*.md"))
-    blocks: list[Block] = [("h2", "Benchmark table 1 (umed-bench --table 1 --quick)")]
+    blocks: list[Block] = [("h2", "Benchmark table 1 (umed-bench --table 1)")]
     if not tables:
         return blocks + [("p", "(umed-bench wrote no Markdown table)")]
     for path in tables:

@@ -27,7 +27,7 @@ def test_plan_holds_out_the_last_phantoms_and_names_real_commands():
     assert train.startswith("umed-train --config tiny --data drr --out train")
     assert "--holdout phantom04 phantom05" in train and "--max-iters 2" in train
     assert "--xray drr/phantom05_xray0000.png" in demo.shown(stages[4].command)
-    assert demo.shown(stages[5].command).startswith("umed-bench --table 1 --quick --config bench.yaml")
+    assert demo.shown(stages[5].command).startswith("umed-bench --table 1 --config bench.yaml")
 
 
 def test_held_out_pair_is_the_7th_and_8th_phantom_at_any_larger_population():
