@@ -159,8 +159,9 @@ def _folder_template(value: Any, where: str) -> str:
         fields = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
     except ValueError as error:
         raise UserError(f"config {where}: {value!r} is not a valid folder template ({error})") from None
-    if fields - {"patient", "view"}:
-        raise UserError(f"config {where}: {value!r} uses {', '.join(sorted(fields - {'patient', 'view'}))}; "
+    unknown = sorted(fields - {"patient", "view"})
+    if unknown:
+        raise UserError(f"config {where}: {value!r} uses {', '.join(unknown)}; "
                         "a folder template may use {patient} and {view} only")
     return os.path.expandvars(os.path.expanduser(value))
 

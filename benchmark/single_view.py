@@ -134,11 +134,12 @@ def read_rendered(template: str, patient: str, view: int, size: tuple[int, int],
     folder = Path(template.format(patient=patient, view=view))
     if not folder.is_dir():
         raise UserError(f"{where}: no folder {folder} (renders of patient {patient}, input view {view})")
-    missing = [view_file_name(k) for k in range(N_VIEWS) if not (folder / view_file_name(k)).is_file()]
+    views = {k: folder / view_file_name(k) for k in range(N_VIEWS)}
+    missing = [path.name for path in views.values() if not path.is_file()]
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise UserError(f"{where}: {folder} lacks {missing[0]}{more} (all {N_VIEWS} views are scored)")
-    return np.stack([resize_gray(read_gray(folder / view_file_name(k)), size) for k in range(N_VIEWS)])
+    return load_patient(views, size).images
 
 
 def run_dataset(spec: SingleViewSpec, dataset: DatasetSpec, config: BenchConfig, device: str,

@@ -27,7 +27,7 @@ from model.api import discover_drr_images, sample_images
 from umed_common.atomic import atomic_path, write_text_atomic
 from umed_common.errors import UserError
 from umed_common.images import read_gray
-from umed_common.protocol import N_VIEWS, VIEW_STEP_DEG
+from umed_common.protocol import N_VIEWS, VIEW_STEP_DEG, view_file_name
 
 from .phantoms import phantom_name
 
@@ -220,7 +220,7 @@ def drr_sheet_figure(folder: Path, names: Sequence[str], held_out: Sequence[str]
     for row, name in enumerate(names):
         for column, view in enumerate(DRR_SHEET_VIEWS):
             axis = axes[row, column]
-            axis.imshow(read_gray(folder / f"{name}_xray{view:04d}.png"), cmap="gray", vmin=0, vmax=255)
+            axis.imshow(read_gray(folder / f"{name}_{view_file_name(view)}"), cmap="gray", vmin=0, vmax=255)
             axis.set_xticks([]), axis.set_yticks([])
             if row == 0:
                 axis.set_title(f"{view * VIEW_STEP_DEG:g} deg", fontsize=7)
